@@ -1,0 +1,975 @@
+//! The connection state machine: frames in, events out; messages in, bytes out.
+//!
+//! ```text
+//!            receive_data / read_buffer_mut           send / send_fragment / send_ping / close
+//!                       │                                         │
+//!                       ▼                                         ▼
+//!  ┌───────────────── Connection ─────────────────────────────────────────────┐
+//!  │ header → unmask (in place, any offset) → UTF-8 (incremental, fail fast)  │
+//!  │ → extension decode → reassemble → Event     pong obligation, close reply │
+//!  └──────────────────────┬───────────────────────────────────┬───────────────┘
+//!                         ▼                                   ▼
+//!                    poll_event                 transmit_slices / advance_transmit
+//! ```
+//!
+//! The closing handshake (§7):
+//!
+//! ```text
+//!   Open ── close() ──────────────▶ Closing ── peer's Close ──▶ Closed
+//!    │                                                           ▲
+//!    └── peer's Close (reply queued automatically) ─────────────┘
+//!   any state ── protocol error (close frame with its code queued) ──▶ Failed
+//! ```
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
+use crate::error::{Error, LimitExceeded, ProtocolError, SendError};
+use crate::extension::{Encoded, Extension};
+use crate::frame::{FrameHeader, Opcode};
+use crate::mask::{apply_mask, extend_masked};
+use crate::message::{DataKind, Event, Fragment, Message, Text};
+use crate::utf8::Utf8Validator;
+
+/// Which end of the connection this is. It decides masking (§5.1) and who
+/// closes the TCP connection first (§7.1.1: the server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The side that sent the opening handshake; masks every frame.
+    Client,
+    /// The side that accepted it; requires masked frames.
+    Server,
+}
+
+/// Limits and behaviour of a connection. Every limit is bounded by default.
+///
+/// | field | default | on excess |
+/// |---|---|---|
+/// | `max_frame_size` | 16 MiB | close 1009 before the payload is buffered |
+/// | `max_message_size` | 64 MiB | close 1009 before the payload is buffered |
+/// | `max_fragments` | 131,072 frames per message | close 1009 |
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The largest payload one frame may announce.
+    pub max_frame_size: usize,
+    /// The largest message (after decompression).
+    pub max_message_size: usize,
+    /// The most frames one message may be split into. A flood of tiny
+    /// fragments is cut off here rather than costing a header parse per byte.
+    pub max_fragments: usize,
+    /// Hand up [`Event::Fragment`]s as payload arrives instead of whole
+    /// [`Event::Message`]s (streaming mode for large messages).
+    pub deliver_fragments: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 1 << 17,
+            deliver_fragments: false,
+        }
+    }
+}
+
+impl Config {
+    /// Set `max_frame_size`.
+    pub fn max_frame_size(mut self, n: usize) -> Self {
+        self.max_frame_size = n;
+        self
+    }
+    /// Set `max_message_size`.
+    pub fn max_message_size(mut self, n: usize) -> Self {
+        self.max_message_size = n;
+        self
+    }
+    /// Set `max_fragments`.
+    pub fn max_fragments(mut self, n: usize) -> Self {
+        self.max_fragments = n;
+        self
+    }
+    /// Set `deliver_fragments`.
+    pub fn deliver_fragments(mut self, on: bool) -> Self {
+        self.deliver_fragments = on;
+        self
+    }
+}
+
+/// Where the closing handshake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Data flows both ways.
+    Open,
+    /// This side sent a close frame and waits for the peer's.
+    Closing,
+    /// Both close frames were exchanged (or the peer's arrived and the reply is
+    /// queued). Nothing more is sent or delivered.
+    Closed,
+    /// The connection failed; see [`Connection::error`].
+    Failed,
+}
+
+/// Payloads at least this long are queued by reference rather than copied next
+/// to their header (server frames only: client frames are masked, a copy anyway).
+const ZERO_COPY_MIN: usize = 1024;
+
+/// A pending pong is queued only while less than this is waiting to be
+/// written, so a peer that pings and never reads cannot grow the queue.
+const PONG_BACKLOG: usize = 64 * 1024;
+
+/// Bytes waiting to be written, in order: `chunks` then `tail`.
+#[derive(Debug, Default)]
+struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl OutQueue {
+    fn header(&mut self, h: &FrameHeader) {
+        let before = self.tail.len();
+        h.encode(&mut self.tail);
+        self.len += self.tail.len() - before;
+    }
+
+    fn copy(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    fn masked(&mut self, data: &[u8], key: [u8; 4]) {
+        extend_masked(&mut self.tail, data, key);
+        self.len += data.len();
+    }
+
+    fn bytes(&mut self, data: Bytes) {
+        if data.len() < ZERO_COPY_MIN {
+            return self.copy(&data);
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for c in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+            if n == dst.len() {
+                break;
+            }
+            if !c.is_empty() {
+                dst[n] = IoSlice::new(c);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= n => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    return;
+                }
+                None => {
+                    self.tail.advance(n);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Fresh masking keys from the operating system's CSPRNG (§5.3, §10.3), read
+/// in batches so that one system call serves many frames.
+#[derive(Debug)]
+struct MaskSource {
+    pool: [u8; 128],
+    pos: usize,
+    fallback: u64,
+}
+
+impl MaskSource {
+    fn new() -> Self {
+        MaskSource {
+            pool: [0; 128],
+            pos: 128,
+            fallback: 0,
+        }
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        if self.pos + 4 > self.pool.len() {
+            if getrandom::fill(&mut self.pool).is_err() {
+                // The OS source failed (practically never): derive keys from
+                // the process's randomly keyed SipHash so masking still varies.
+                use std::hash::{BuildHasher, Hasher};
+                let state = std::collections::hash_map::RandomState::new();
+                for chunk in self.pool.chunks_mut(8) {
+                    let mut h = state.build_hasher();
+                    self.fallback = self.fallback.wrapping_add(1);
+                    h.write_u64(self.fallback);
+                    let v = h.finish().to_ne_bytes();
+                    chunk.copy_from_slice(&v[..chunk.len()]);
+                }
+            }
+            self.pos = 0;
+        }
+        let mut k = [0; 4];
+        k.copy_from_slice(&self.pool[self.pos..self.pos + 4]);
+        self.pos += 4;
+        k
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ReadState {
+    Header,
+    Payload {
+        h: FrameHeader,
+        /// Payload bytes of this frame not yet split off `rbuf`.
+        remaining: usize,
+        /// Of those, how many are already unmasked and validated.
+        done: usize,
+        /// Payload offset of `rbuf[0]` (the masking phase).
+        offset: usize,
+        /// Whether to validate the raw payload as UTF-8 as it arrives.
+        validate: bool,
+    },
+}
+
+/// The message being received.
+#[derive(Debug, Default)]
+struct Assembly {
+    kind: Option<DataKind>,
+    /// The extension's RSV bits of the first frame (non-zero: transformed).
+    rsv: u8,
+    buf: BytesMut,
+    /// Bytes received so far for the size limit (decoded bytes if transformed).
+    len: usize,
+    frames: usize,
+    /// Pieces handed up so far in streaming mode.
+    pieces: usize,
+}
+
+/// A WebSocket connection after the opening handshake, for either role.
+///
+/// Call order: feed bytes with [`receive_data`](Self::receive_data) (or read
+/// straight into [`read_buffer_mut`](Self::read_buffer_mut)), then call
+/// [`poll_event`](Self::poll_event) until it returns `Ok(None)`; after anything
+/// that may queue output (a poll, a send, a close) write what
+/// [`transmit_slices`](Self::transmit_slices) gives and report it with
+/// [`advance_transmit`](Self::advance_transmit). When the transport reaches
+/// end of file, call [`receive_eof`](Self::receive_eof) and poll once more.
+/// Close the transport when [`should_close_transport`](Self::should_close_transport)
+/// says so.
+///
+/// ```
+/// use weft_proto::{Connection, Role, Config, Event, Message};
+///
+/// let mut client = Connection::new(Role::Client, Config::default());
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// client.send_text("Hello").unwrap();
+/// server.receive_data(&client.take_transmit());
+/// match server.poll_event().unwrap() {
+///     Some(Event::Message(Message::Text(t))) => assert_eq!(t.as_str(), "Hello"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    rbuf: BytesMut,
+    rstate: ReadState,
+    assembly: Assembly,
+    utf8: Utf8Validator,
+    out: OutQueue,
+    pending_pong: Option<Bytes>,
+    masks: Option<MaskSource>,
+    extension: Option<Box<dyn Extension>>,
+    ext_buf: BytesMut,
+    /// A fragmented message being sent: its kind and whether the extension
+    /// transformed it.
+    sending: Option<(DataKind, bool)>,
+    send_utf8: Utf8Validator,
+    close_sent: bool,
+    close_received: bool,
+    eof: bool,
+    error: Option<Error>,
+}
+
+impl Connection {
+    /// A connection for `role` with `config`, right after the handshake.
+    pub fn new(role: Role, config: Config) -> Self {
+        Connection {
+            role,
+            config,
+            rbuf: BytesMut::new(),
+            rstate: ReadState::Header,
+            assembly: Assembly::default(),
+            utf8: Utf8Validator::new(),
+            out: OutQueue::default(),
+            pending_pong: None,
+            masks: (role == Role::Client).then(MaskSource::new),
+            extension: None,
+            ext_buf: BytesMut::new(),
+            sending: None,
+            send_utf8: Utf8Validator::new(),
+            close_sent: false,
+            close_received: false,
+            eof: false,
+            error: None,
+        }
+    }
+
+    /// Install the extension the handshake negotiated.
+    pub fn with_extension(mut self, ext: Option<Box<dyn Extension>>) -> Self {
+        self.extension = ext;
+        self
+    }
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The negotiated extension, if any.
+    pub fn extension(&self) -> Option<&dyn Extension> {
+        self.extension.as_deref()
+    }
+
+    /// Where the closing handshake stands.
+    pub fn state(&self) -> State {
+        if self.error.is_some() {
+            State::Failed
+        } else if self.close_sent && self.close_received {
+            State::Closed
+        } else if self.close_sent {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// The sticky error, once the connection has failed.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    // ----- receiving -----------------------------------------------------
+
+    /// Feed bytes read from the transport. Bytes after the peer's close frame,
+    /// or after a failure, are discarded (§5.5.1: nothing after Close).
+    pub fn receive_data(&mut self, data: &[u8]) {
+        if self.wants_data() {
+            self.rbuf.extend_from_slice(data);
+        }
+    }
+
+    /// The receive buffer, to read into without an intermediate copy. Bytes
+    /// appended are processed by the next [`poll_event`](Self::poll_event).
+    pub fn read_buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// Whether incoming bytes are still wanted (false once the peer's close
+    /// frame arrived or the connection failed).
+    pub fn wants_data(&self) -> bool {
+        !self.close_received && self.error.is_none()
+    }
+
+    /// The transport reached end of file.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Whether [`receive_eof`](Self::receive_eof) was called.
+    pub fn is_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// The next event, `Ok(None)` when more input is needed (or the peer's
+    /// close was already delivered). An error fails the connection: a close
+    /// frame with its code is queued (unless one was sent already) and the same
+    /// error is returned on every later call.
+    pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        match self.read_event() {
+            Ok(ev) => Ok(ev),
+            Err(e) => {
+                self.fail(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn need_more(&self) -> Result<Option<Event>, Error> {
+        if self.eof && !self.close_received {
+            Err(Error::AbnormalClosure)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn read_event(&mut self) -> Result<Option<Event>, Error> {
+        loop {
+            if self.close_received {
+                return Ok(None);
+            }
+            match self.rstate {
+                ReadState::Header => {
+                    let Some((h, n)) = FrameHeader::parse(&self.rbuf).map_err(Error::Protocol)? else {
+                        return self.need_more();
+                    };
+                    let validate = self.check_header(&h)?;
+                    self.rbuf.advance(n);
+                    // Fits: checked against max_frame_size (a usize) above.
+                    let len = usize::try_from(h.payload_len).unwrap_or(usize::MAX);
+                    self.rstate = ReadState::Payload {
+                        h,
+                        remaining: len,
+                        done: 0,
+                        offset: 0,
+                        validate,
+                    };
+                }
+                ReadState::Payload {
+                    h,
+                    remaining,
+                    mut done,
+                    offset,
+                    validate,
+                } => {
+                    let avail = self.rbuf.len().min(remaining);
+                    if avail > done {
+                        let fresh = &mut self.rbuf[done..avail];
+                        if let Some(key) = h.mask {
+                            apply_mask(fresh, key, offset + done);
+                        }
+                        if validate {
+                            self.utf8.feed(fresh).map_err(|_| Error::InvalidUtf8)?;
+                        }
+                        done = avail;
+                    }
+                    if avail < remaining {
+                        if self.config.deliver_fragments && validate_or_binary(&h, &self.assembly) && done > 0 {
+                            // Streaming: hand up what has arrived of this frame.
+                            let data = self.rbuf.split_to(done).freeze();
+                            self.rstate = ReadState::Payload {
+                                h,
+                                remaining: remaining - done,
+                                done: 0,
+                                offset: offset + done,
+                                validate,
+                            };
+                            return Ok(Some(self.piece(data, false)));
+                        }
+                        self.rstate = ReadState::Payload {
+                            h,
+                            remaining,
+                            done,
+                            offset,
+                            validate,
+                        };
+                        return self.need_more();
+                    }
+                    let payload = self.rbuf.split_to(remaining).freeze();
+                    self.rstate = ReadState::Header;
+                    if let Some(ev) = self.on_frame(h, payload)? {
+                        return Ok(Some(ev));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Apply the rules that a header alone decides; returns whether the payload
+    /// is validated as UTF-8 while it arrives.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<bool, Error> {
+        // §5.1: "a server MUST close the connection upon receiving a frame that
+        // is not masked"; "a client MUST close a connection if it detects a
+        // masked frame".
+        match (self.role, h.mask) {
+            (Role::Server, None) => return Err(Error::Protocol(ProtocolError::UnmaskedFrame)),
+            (Role::Client, Some(_)) => return Err(Error::Protocol(ProtocolError::MaskedFrame)),
+            _ => {}
+        }
+        // §5.2: "If a nonzero value is received and none of the negotiated
+        // extensions defines the meaning of such a nonzero value, the receiving
+        // endpoint MUST _Fail the WebSocket Connection_."
+        let claimed = self.extension.as_ref().map_or(0, |e| e.rsv_bits());
+        if h.rsv & !claimed != 0 {
+            return Err(Error::Protocol(ProtocolError::ReservedBits(h.rsv)));
+        }
+        if h.opcode.is_control() {
+            // §5.5: "All control frames MUST have a payload length of 125 bytes
+            // or less and MUST NOT be fragmented."
+            if !h.fin {
+                return Err(Error::Protocol(ProtocolError::FragmentedControl));
+            }
+            if h.payload_len > 125 {
+                return Err(Error::Protocol(ProtocolError::ControlTooLong));
+            }
+            if h.rsv != 0 {
+                return Err(Error::Protocol(ProtocolError::ReservedBits(h.rsv)));
+            }
+            return Ok(false);
+        }
+        // §5.4: fragments of one message come in order, not interleaved.
+        let kind = match (h.opcode, self.assembly.kind) {
+            (Opcode::Continuation, None) => return Err(Error::Protocol(ProtocolError::UnexpectedContinuation)),
+            (Opcode::Text | Opcode::Binary, Some(_)) => {
+                return Err(Error::Protocol(ProtocolError::ExpectedContinuation));
+            }
+            (Opcode::Continuation, Some(kind)) => {
+                // Per-message extensions set their bits on the first frame only.
+                if h.rsv != 0 {
+                    return Err(Error::Protocol(ProtocolError::ReservedBits(h.rsv)));
+                }
+                kind
+            }
+            (Opcode::Text, None) => DataKind::Text,
+            (_, _) => DataKind::Binary,
+        };
+        let max_frame = self.config.max_frame_size;
+        if h.payload_len > max_frame as u64 {
+            return Err(Error::MessageTooBig(LimitExceeded::FrameSize {
+                len: h.payload_len,
+                max: max_frame,
+            }));
+        }
+        if self.assembly.frames >= self.config.max_fragments {
+            return Err(Error::MessageTooBig(LimitExceeded::Fragments {
+                max: self.config.max_fragments,
+            }));
+        }
+        let first = self.assembly.kind.is_none();
+        if first {
+            self.assembly.kind = Some(kind);
+            self.assembly.rsv = h.rsv;
+            self.utf8.reset();
+        }
+        let transformed = self.assembly.rsv != 0;
+        if !transformed && self.assembly.len + h.payload_len as usize > self.config.max_message_size {
+            return Err(Error::MessageTooBig(LimitExceeded::MessageSize {
+                max: self.config.max_message_size,
+            }));
+        }
+        Ok(kind == DataKind::Text && !transformed)
+    }
+
+    /// A streaming piece of the current message.
+    fn piece(&mut self, data: Bytes, fin: bool) -> Event {
+        let kind = self.assembly.kind.unwrap_or(DataKind::Binary);
+        let first = self.assembly.pieces == 0;
+        self.assembly.pieces += 1;
+        self.assembly.len += data.len();
+        if fin {
+            self.assembly = Assembly {
+                buf: std::mem::take(&mut self.assembly.buf),
+                ..Assembly::default()
+            };
+        }
+        Event::Fragment(Fragment { kind, data, first, fin })
+    }
+
+    fn on_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Event>, Error> {
+        match h.opcode {
+            Opcode::Ping => {
+                // §5.5.2: answer with a pong carrying the same data, unless a
+                // close was sent. Only the latest unanswered ping is kept.
+                if !self.close_sent {
+                    self.pending_pong = Some(payload.clone());
+                }
+                Ok(Some(Event::Ping(payload)))
+            }
+            Opcode::Pong => Ok(Some(Event::Pong(payload))),
+            Opcode::Close => {
+                let frame = CloseFrame::parse(&payload)?;
+                self.close_received = true;
+                self.rbuf = BytesMut::new();
+                self.assembly = Assembly::default();
+                self.pending_pong = None;
+                if !self.close_sent {
+                    // §5.5.1: reply with a close frame, echoing the code.
+                    let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+                    self.queue_close(reply.as_ref());
+                }
+                Ok(Some(Event::Close(frame)))
+            }
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => self.on_data(h.fin, payload),
+        }
+    }
+
+    fn on_data(&mut self, fin: bool, payload: Bytes) -> Result<Option<Event>, Error> {
+        let kind = self.assembly.kind.unwrap_or(DataKind::Binary);
+        self.assembly.frames += 1;
+        if self.assembly.rsv != 0 {
+            let Some(ext) = self.extension.as_mut() else {
+                return Err(Error::Protocol(ProtocolError::ReservedBits(self.assembly.rsv)));
+            };
+            let start = self.assembly.buf.len();
+            ext.decode(
+                self.assembly.rsv,
+                &payload,
+                fin,
+                &mut self.assembly.buf,
+                self.config.max_message_size,
+            )
+            .map_err(Error::Extension)?;
+            if self.assembly.buf.len() > self.config.max_message_size {
+                return Err(Error::MessageTooBig(LimitExceeded::MessageSize {
+                    max: self.config.max_message_size,
+                }));
+            }
+            if kind == DataKind::Text {
+                self.utf8.feed(&self.assembly.buf[start..]).map_err(|_| Error::InvalidUtf8)?;
+            }
+            if self.config.deliver_fragments {
+                let decoded = self.assembly.buf.split().freeze();
+                return self.finish_piece(kind, decoded, fin).map(Some);
+            }
+        } else if self.config.deliver_fragments {
+            return self.finish_piece(kind, payload, fin).map(Some);
+        } else if fin && self.assembly.frames == 1 {
+            // A whole message in one frame: handed up without a copy.
+            return self.finish_message(kind, payload).map(Some);
+        } else {
+            self.assembly.buf.extend_from_slice(&payload);
+        }
+        self.assembly.len = self.assembly.len.max(self.assembly.buf.len());
+        if !fin {
+            return Ok(None);
+        }
+        let whole = self.assembly.buf.split().freeze();
+        self.finish_message(kind, whole).map(Some)
+    }
+
+    fn finish_piece(&mut self, kind: DataKind, data: Bytes, fin: bool) -> Result<Event, Error> {
+        if fin && kind == DataKind::Text {
+            self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+        }
+        Ok(self.piece(data, fin))
+    }
+
+    fn finish_message(&mut self, kind: DataKind, data: Bytes) -> Result<Event, Error> {
+        // Keep the (empty) buffer's capacity for the next fragmented message.
+        let buf = std::mem::take(&mut self.assembly.buf);
+        self.assembly = Assembly {
+            buf,
+            ..Assembly::default()
+        };
+        Ok(Event::Message(match kind {
+            DataKind::Text => {
+                // §8.1: a message ending inside a code point is invalid.
+                self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+                Message::Text(Text::from_validated(data))
+            }
+            DataKind::Binary => Message::Binary(data),
+        }))
+    }
+
+    fn fail(&mut self, e: Error) {
+        // §7.1.7: fail the connection, sending a close frame first when one
+        // may still be sent and the error has a code for the wire.
+        if !self.close_sent && e.close_code() != CloseCode::ABNORMAL {
+            let frame = CloseFrame::new(e.close_code(), e.close_reason());
+            self.queue_close(Some(&frame));
+        }
+        self.close_received = true;
+        self.rbuf = BytesMut::new();
+        self.assembly = Assembly::default();
+        self.pending_pong = None;
+        self.error = Some(e);
+    }
+
+    /// Abort the connection locally (for example a keepalive or close-handshake
+    /// timeout): no close frame, the transport should be closed now.
+    pub fn abort(&mut self, why: &'static str) {
+        if self.error.is_none() {
+            self.close_received = true;
+            self.close_sent = true;
+            self.pending_pong = None;
+            self.error = Some(Error::Aborted(why));
+        }
+    }
+
+    // ----- sending -------------------------------------------------------
+
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.close_sent || self.error.is_some() {
+            Err(SendError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn push_frame(&mut self, opcode: Opcode, rsv: u8, fin: bool, payload: Payload<'_>) {
+        let len = payload.len();
+        let mask = self.masks.as_mut().map(MaskSource::next);
+        let h = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            payload_len: len as u64,
+        };
+        self.out.header(&h);
+        match (mask, payload) {
+            (Some(key), p) => self.out.masked(p.as_slice(), key),
+            (None, Payload::Shared(b)) => self.out.bytes(b),
+            (None, Payload::Slice(s)) => self.out.copy(s),
+        }
+    }
+
+    /// Encode a data frame through the extension, if there is one.
+    fn push_data(&mut self, kind: DataKind, data: Bytes, first: bool, fin: bool) -> Result<(), SendError> {
+        let opcode = if !first {
+            Opcode::Continuation
+        } else if kind == DataKind::Text {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        };
+        let transformed = match (self.extension.as_mut(), first, self.sending) {
+            (Some(ext), _, _) => {
+                self.ext_buf.clear();
+                match ext.encode(kind, &data, first, fin, &mut self.ext_buf).map_err(SendError::Extension)? {
+                    Encoded::Transformed { rsv } => Some(rsv),
+                    Encoded::Unchanged => None,
+                }
+            }
+            _ => None,
+        };
+        match transformed {
+            Some(rsv) => {
+                let encoded = self.ext_buf.split().freeze();
+                let rsv = if first { rsv } else { 0 };
+                self.push_frame(opcode, rsv, fin, Payload::Shared(encoded));
+            }
+            None => self.push_frame(opcode, 0, fin, Payload::Shared(data)),
+        }
+        if !fin {
+            self.sending = Some((kind, transformed.is_some()));
+        }
+        Ok(())
+    }
+
+    /// Queue a whole message.
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(SendError::FragmentSequence);
+        }
+        let kind = msg.kind();
+        self.push_data(kind, msg.into_bytes(), true, true)
+    }
+
+    /// Queue a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send(Message::Text(Text::from(text)))
+    }
+
+    /// Queue a binary message.
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send(Message::Binary(data.into()))
+    }
+
+    /// Queue one piece of a message sent in pieces (streaming). The first call
+    /// starts a message of `kind`; `fin` ends it. Control frames and closes may
+    /// be sent between pieces. Text pieces are checked as one UTF-8 stream.
+    pub fn send_fragment(&mut self, kind: DataKind, data: impl Into<Bytes>, fin: bool) -> Result<(), SendError> {
+        self.check_open()?;
+        let data = data.into();
+        let first = match self.sending {
+            None => true,
+            Some((k, _)) if k == kind => false,
+            Some(_) => return Err(SendError::FragmentSequence),
+        };
+        if kind == DataKind::Text {
+            let mut v = if first { Utf8Validator::new() } else { self.send_utf8.clone() };
+            v.feed(&data).map_err(|_| SendError::InvalidUtf8)?;
+            if fin {
+                v.finish().map_err(|_| SendError::InvalidUtf8)?;
+            }
+            self.send_utf8 = v;
+        }
+        self.push_data(kind, data, first, fin)?;
+        if fin {
+            self.sending = None;
+        }
+        Ok(())
+    }
+
+    /// Queue a ping (payload at most 125 bytes).
+    pub fn send_ping(&mut self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send_control(Opcode::Ping, data.into())
+    }
+
+    /// Queue an unsolicited pong (payload at most 125 bytes), e.g. as a
+    /// unidirectional heartbeat (§5.5.3).
+    pub fn send_pong(&mut self, data: impl Into<Bytes>) -> Result<(), SendError> {
+        self.send_control(Opcode::Pong, data.into())
+    }
+
+    fn send_control(&mut self, op: Opcode, data: Bytes) -> Result<(), SendError> {
+        self.check_open()?;
+        if data.len() > 125 {
+            return Err(SendError::ControlTooLong);
+        }
+        self.push_frame(op, 0, true, Payload::Shared(data));
+        Ok(())
+    }
+
+    /// Start the closing handshake (§7.1.2). `None` sends a close frame with no
+    /// code. After this no data may be sent; received data is still delivered
+    /// until the peer's close arrives.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        self.check_open()?;
+        if let Some(f) = &frame {
+            if !f.code.is_sendable() {
+                return Err(SendError::InvalidCloseCode(f.code.0));
+            }
+            if f.reason.len() > MAX_CLOSE_REASON {
+                return Err(SendError::ControlTooLong);
+            }
+        }
+        self.queue_close(frame.as_ref());
+        Ok(())
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let payload = frame.map(CloseFrame::encode).unwrap_or_default();
+        self.push_frame(Opcode::Close, 0, true, Payload::Shared(payload));
+        self.close_sent = true;
+        self.pending_pong = None;
+    }
+
+    // ----- transmitting --------------------------------------------------
+
+    fn materialize_pong(&mut self) {
+        if self.out.len < PONG_BACKLOG
+            && let Some(p) = self.pending_pong.take()
+        {
+            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(p));
+        }
+    }
+
+    /// Whether there are bytes to write (including a pong that is due).
+    pub fn has_transmit(&mut self) -> bool {
+        self.materialize_pong();
+        self.out.len > 0
+    }
+
+    /// Bytes waiting to be written (the browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len
+    }
+
+    /// Fill `dst` with the queued output, in order, for a vectored write.
+    /// Returns how many slices were filled.
+    pub fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.materialize_pong();
+        self.out.slices(dst)
+    }
+
+    /// `n` bytes of the output were written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        self.out.advance(n);
+    }
+
+    /// Take all queued output as one buffer (copies; for tests and simple
+    /// drivers).
+    pub fn take_transmit(&mut self) -> Bytes {
+        self.materialize_pong();
+        let mut all = BytesMut::with_capacity(self.out.len);
+        for c in self.out.chunks.drain(..) {
+            all.extend_from_slice(&c);
+        }
+        all.extend_from_slice(&self.out.tail);
+        self.out.tail.clear();
+        self.out.len = 0;
+        all.freeze()
+    }
+
+    /// Whether the transport should now be closed: the output is flushed and
+    /// either the connection failed, or the closing handshake is complete and
+    /// this is the server (§7.1.1: "the underlying TCP connection, in most
+    /// normal cases, SHOULD be closed first by the server") or the client has
+    /// seen the server close it.
+    pub fn should_close_transport(&self) -> bool {
+        if self.out.len > 0 {
+            return false;
+        }
+        match self.state() {
+            State::Failed => true,
+            State::Closed => self.role == Role::Server || self.eof,
+            State::Open | State::Closing => self.eof,
+        }
+    }
+
+    /// Release the receive and send buffers while they are empty, so an idle
+    /// connection holds no buffer memory.
+    pub fn release_buffers(&mut self) {
+        if self.rbuf.is_empty() && matches!(self.rstate, ReadState::Header) {
+            self.rbuf = BytesMut::new();
+        }
+        if self.out.len == 0 {
+            self.out.tail = BytesMut::new();
+        }
+        if self.assembly.kind.is_none() {
+            self.assembly.buf = BytesMut::new();
+        }
+        self.ext_buf = BytesMut::new();
+    }
+}
+
+/// Whether a partially received frame may be handed up in pieces: only data
+/// frames whose payload is not transformed by an extension.
+fn validate_or_binary(h: &FrameHeader, a: &Assembly) -> bool {
+    !h.opcode.is_control() && a.rsv == 0
+}
+
+enum Payload<'a> {
+    Shared(Bytes),
+    #[allow(dead_code)]
+    Slice(&'a [u8]),
+}
+
+impl Payload<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Shared(b) => b.len(),
+            Payload::Slice(s) => s.len(),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Shared(b) => b,
+            Payload::Slice(s) => s,
+        }
+    }
+}
