@@ -69,6 +69,6 @@ pub use extension::{ClientExtension, Encoded, Extension, ExtensionOffer, Extensi
 pub use frame::{FrameHeader, Opcode};
 pub use handshake::{
     Accept, Accepted, ClientHandshake, ClientHandshakeError, ClientRequest, HandshakeError, HandshakeLimits,
-    HeadScanner, Request, Response, UpgradeRequest, accept_key,
+    HeadScanner, Header, Headers, Request, Response, UpgradeRequest, accept_key,
 };
 pub use message::{DataKind, Event, Fragment, Message, Text};

@@ -1,0 +1,637 @@
+//! [`WebSocket`]: one loop of I/O around a [`weft_proto::Connection`].
+//!
+//! All connection state lives in the protocol core and the buffers it owns,
+//! never in a future, so every `poll_*` here and the `async fn`s built on them
+//! can be dropped at an `.await` without losing bytes: `recv`, `recv_event`,
+//! `flush` and `ready` are cancel-safe (`send` and `feed` are cancel-safe in
+//! the sense that the message is either queued whole or not at all).
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use weft_proto::{CloseCode, CloseFrame, Connection, DataKind, Event, Message, Role, State};
+
+use crate::config::{Config, Keepalive};
+use crate::error::Error;
+
+/// Payload of the pings the keepalive sends.
+const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
+
+struct KeepaliveTimer {
+    cfg: Keepalive,
+    sleep: Pin<Box<Sleep>>,
+    /// Bytes arrived since the timer was last armed.
+    saw_data: bool,
+    /// A keepalive ping is out and unanswered.
+    awaiting: bool,
+}
+
+/// Everything one connection needs; shared by the halves after a split.
+pub(crate) struct Inner<S> {
+    io: S,
+    conn: Connection,
+    read_size: usize,
+    write_buffer_size: usize,
+    write_timeout: Option<Duration>,
+    close_timeout: Duration,
+    keepalive: Option<KeepaliveTimer>,
+    /// Armed while a write makes no progress, or once closing begins.
+    deadline: Option<Pin<Box<Sleep>>>,
+    deadline_is_close: bool,
+    /// The transport was shut down; the terminal result was returned.
+    done: bool,
+    /// The terminal error was handed out.
+    reported: bool,
+    /// Close the transport now (close timeout after a complete handshake).
+    shutdown_now: bool,
+    protocol: Option<String>,
+    extensions: Option<String>,
+    peer_close: Option<CloseFrame>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
+    fn new(io: S, conn: Connection, cfg: &Config, protocol: Option<String>, extensions: Option<String>) -> Self {
+        Inner {
+            io,
+            conn,
+            read_size: cfg.read_buffer_size,
+            write_buffer_size: cfg.write_buffer_size,
+            write_timeout: cfg.write_timeout,
+            close_timeout: cfg.close_timeout,
+            keepalive: cfg.keepalive.map(|k| KeepaliveTimer {
+                cfg: k,
+                sleep: Box::pin(tokio::time::sleep(k.interval)),
+                saw_data: false,
+                awaiting: false,
+            }),
+            deadline: None,
+            deadline_is_close: false,
+            done: false,
+            reported: false,
+            shutdown_now: false,
+            protocol,
+            extensions,
+            peer_close: None,
+        }
+    }
+
+    /// Write queued output until none is left or the socket would block.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while self.conn.has_transmit() {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = self.conn.transmit_slices(&mut slices);
+            let io = Pin::new(&mut self.io);
+            let res = if n == 1 {
+                io.poll_write(cx, &slices[0])
+            } else {
+                io.poll_write_vectored(cx, &slices[..n])
+            };
+            match res {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into())),
+                Poll::Ready(Ok(w)) => {
+                    self.conn.advance_transmit(w);
+                    if !self.deadline_is_close {
+                        self.deadline = None;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {
+                    // The peer is not reading: bound how long we wait.
+                    if self.deadline.is_none()
+                        && let Some(t) = self.write_timeout
+                    {
+                        self.deadline = Some(Box::pin(tokio::time::sleep(t)));
+                    }
+                    if let Some(d) = self.deadline.as_mut()
+                        && d.as_mut().poll(cx).is_ready()
+                    {
+                        self.conn.abort("write timed out");
+                        return Poll::Ready(Err(Error::Timeout(if self.deadline_is_close {
+                            "close"
+                        } else {
+                            "write"
+                        })));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Arm the close deadline once the closing handshake has begun.
+    fn arm_close_deadline(&mut self) {
+        if !self.deadline_is_close && self.conn.state() != State::Open {
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+            self.deadline_is_close = true;
+        }
+    }
+
+    /// The next event, `Ok(None)` once the connection is over and the
+    /// transport is shut down.
+    pub(crate) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
+        loop {
+            if self.done {
+                // Report a failure once; after that the stream is over.
+                if !self.reported {
+                    self.reported = true;
+                    if let Some(e) = self.conn.error() {
+                        return Poll::Ready(Err(e.clone().into()));
+                    }
+                }
+                return Poll::Ready(Ok(None));
+            }
+            match self.conn.poll_event() {
+                Ok(Some(ev)) => {
+                    if let Event::Close(f) = &ev {
+                        self.peer_close = f.clone();
+                    }
+                    return Poll::Ready(Ok(Some(ev)));
+                }
+                Ok(None) | Err(_) => {}
+            }
+            self.arm_close_deadline();
+            if self.conn.has_transmit()
+                && let Poll::Ready(Err(e)) = self.poll_write_out(cx)
+            {
+                self.conn.abort("write failed");
+                self.done = true;
+                self.reported = true;
+                return Poll::Ready(Err(e));
+            }
+            if self.conn.should_close_transport() || self.shutdown_now {
+                // §7.1.1: the server closes TCP first; a client does once the
+                // server has, or when the close timeout runs out.
+                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+                self.done = true;
+                continue;
+            }
+            if self.deadline_is_close
+                && let Some(d) = self.deadline.as_mut()
+                && d.as_mut().poll(cx).is_ready()
+            {
+                if self.conn.state() == State::Closed {
+                    // The handshake is complete; the peer just did not close TCP.
+                    self.shutdown_now = true;
+                } else {
+                    self.conn.abort("close timed out");
+                }
+                continue;
+            }
+            if self.conn.has_transmit() && !self.conn.wants_data() {
+                // Closing: wait for the close frame to be written.
+                return Poll::Pending;
+            }
+            // Read.
+            let n = if self.conn.wants_data() {
+                let want = self.conn.read_hint().clamp(self.read_size, 1 << 20);
+                let buf = self.conn.read_buffer_mut();
+                if buf.capacity() - buf.len() < want {
+                    buf.reserve(want);
+                }
+                match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf) {
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) => {
+                        self.conn.abort("read failed");
+                        self.done = true;
+                        self.reported = true;
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    Poll::Pending => return self.poll_idle(cx),
+                }
+            } else {
+                // After the peer's close: only end of file is of interest.
+                let mut scratch = [0u8; 256];
+                let mut rb = ReadBuf::new(&mut scratch);
+                match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => rb.filled().len(),
+                    Poll::Ready(Err(_)) => 0,
+                    Poll::Pending => return Poll::Pending,
+                }
+            };
+            if n == 0 {
+                self.conn.receive_eof();
+            } else if let Some(k) = self.keepalive.as_mut() {
+                k.saw_data = true;
+            }
+        }
+    }
+
+    /// Nothing to read: free idle buffers and run the keepalive.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
+        if !self.conn.has_transmit() {
+            self.conn.release_buffers();
+        }
+        let Some(k) = self.keepalive.as_mut() else {
+            return Poll::Pending;
+        };
+        if k.sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let now = Instant::now();
+        if k.saw_data {
+            k.saw_data = false;
+            k.awaiting = false;
+            k.sleep.as_mut().reset(now + k.cfg.interval);
+        } else if k.awaiting {
+            self.conn.abort("keepalive timed out");
+            self.done = true;
+            self.reported = true;
+            return Poll::Ready(Err(Error::Timeout("keepalive")));
+        } else {
+            k.awaiting = true;
+            k.sleep.as_mut().reset(now + k.cfg.timeout);
+            if self.conn.send_ping(Bytes::from_static(KEEPALIVE_PAYLOAD)).is_ok() {
+                let _ = self.poll_write_out(cx);
+            }
+        }
+        // Register the timer's waker again.
+        let _ = self.keepalive.as_mut().map(|k| k.sleep.as_mut().poll(cx));
+        Poll::Pending
+    }
+
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            match ready!(self.poll_event(cx)) {
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Some(Ok(m))),
+                Ok(Some(Event::Fragment(_))) => return Poll::Ready(Some(Err(Error::StreamingMode))),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Poll::Ready(None),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
+    /// Backpressure: wait while the queued output is over the threshold.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.conn.state() != State::Open {
+            return Poll::Ready(Err(Error::Send(weft_proto::SendError::Closed)));
+        }
+        while self.conn.buffered_amount() >= self.write_buffer_size {
+            ready!(self.poll_write_out(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        frame: &mut Option<Option<CloseFrame>>,
+    ) -> Poll<Result<(), Error>> {
+        if let Some(f) = frame.take()
+            && self.conn.state() == State::Open
+        {
+            self.conn.close(f)?;
+        }
+        self.arm_close_deadline();
+        self.poll_write_out(cx)
+    }
+}
+
+/// A WebSocket connection over any `AsyncRead + AsyncWrite` transport.
+///
+/// Messages go out with [`send`](Self::send) (queue and write) or
+/// [`feed`](Self::feed) (queue; written by the next `flush`, `send` or
+/// `recv`, which lets many small messages share one write). Messages come in
+/// with [`recv`](Self::recv); pings are answered without the application's
+/// help. [`close`](Self::close) runs the closing handshake. The socket is also
+/// a `Stream` of messages and a `Sink` of messages, and can be
+/// [`split`](Self::split) into halves owned by different tasks.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), weft::Error> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// loop {
+///     let (tcp, _) = listener.accept().await?;
+///     tokio::spawn(async move {
+///         let mut ws = weft::accept(tcp).await?;
+///         while let Some(msg) = ws.recv().await {
+///             ws.send(msg?).await?;
+///         }
+///         Ok::<_, weft::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+pub struct WebSocket<S> {
+    inner: Inner<S>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("role", &self.inner.conn.role())
+            .field("state", &self.inner.conn.state())
+            .field("protocol", &self.inner.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wrap a transport on which the opening handshake is already done.
+    /// `leftover` is what was read past the handshake head.
+    pub fn from_parts(
+        io: S,
+        conn: Connection,
+        config: &Config,
+        leftover: &[u8],
+        protocol: Option<String>,
+        extensions: Option<String>,
+    ) -> Self {
+        let mut conn = conn;
+        conn.receive_data(leftover);
+        WebSocket {
+            inner: Inner::new(io, conn, config, protocol, extensions),
+        }
+    }
+
+    /// Wrap a transport as `role` without a handshake (e.g. after an upgrade
+    /// done by another HTTP stack).
+    pub fn from_raw(io: S, role: Role, config: &Config) -> Self {
+        Self::from_parts(
+            io,
+            Connection::new(role, config.protocol.clone()),
+            config,
+            &[],
+            None,
+            None,
+        )
+    }
+
+    /// The next whole message; `None` once the connection closed cleanly
+    /// (see [`close_frame`](Self::close_frame) for the peer's code). Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.inner.poll_message(cx)).await
+    }
+
+    /// The next event: messages, fragments (streaming mode), pings, pongs and
+    /// the peer's close; `None` once the transport is closed. Cancel-safe.
+    pub async fn recv_event(&mut self) -> Option<Result<Event, Error>> {
+        poll_fn(|cx| self.inner.poll_event(cx)).await.transpose()
+    }
+
+    /// Queue a message and write everything queued.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Queue a message, waiting first if the output is over
+    /// `write_buffer_size`. Written by the next `flush`, `send` or `recv`.
+    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.conn.send(msg.into())?;
+        Ok(())
+    }
+
+    /// Write everything queued. Cancel-safe.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_write_out(cx)).await
+    }
+
+    /// Send one piece of a message (streaming out): the first piece fixes the
+    /// kind, `fin` ends the message.
+    pub async fn send_fragment(&mut self, kind: DataKind, data: impl Into<Bytes>, fin: bool) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.conn.send_fragment(kind, data, fin)?;
+        self.flush().await
+    }
+
+    /// Send a ping (at most 125 bytes); its pong arrives as [`Event::Pong`].
+    pub async fn ping(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.inner.conn.send_ping(data)?;
+        self.flush().await
+    }
+
+    /// Run the closing handshake: send a close frame with `code` and `reason`,
+    /// then read (discarding messages) until the peer's close arrives and the
+    /// transport is closed, or `close_timeout` passes.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let mut frame = Some(Some(CloseFrame::new(code, reason)));
+        poll_fn(|cx| self.inner.poll_close_send(cx, &mut frame)).await?;
+        loop {
+            match self.recv_event().await {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Send a close frame (`None`: one with no code) and write it, without
+    /// waiting for the peer's answer; keep calling `recv` to see it.
+    pub async fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        let mut frame = Some(frame);
+        poll_fn(|cx| self.inner.poll_close_send(cx, &mut frame)).await
+    }
+
+    /// Split into a receiving and a sending half, each usable from its own task.
+    pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
+        let shared = Arc::new(Mutex::new(self.inner));
+        (ReadHalf { inner: shared.clone() }, WriteHalf { inner: shared })
+    }
+}
+
+impl<S> WebSocket<S> {
+    /// The subprotocol negotiated in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.inner.protocol.as_deref()
+    }
+
+    /// The `Sec-WebSocket-Extensions` value agreed in the handshake.
+    pub fn extensions(&self) -> Option<&str> {
+        self.inner.extensions.as_deref()
+    }
+
+    /// Where the closing handshake stands.
+    pub fn state(&self) -> State {
+        self.inner.conn.state()
+    }
+
+    /// The close frame the peer sent, once it arrived (`None` also when it
+    /// carried no code).
+    pub fn close_frame(&self) -> Option<&CloseFrame> {
+        self.inner.peer_close.as_ref()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.inner.conn.buffered_amount()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.io
+    }
+
+    /// The protocol state machine (read-only).
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.poll_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        Ok(self.get_mut().inner.conn.send(item)?)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().inner.poll_write_out(cx)
+    }
+    /// Sends a normal close (1000) and writes it; the peer's answer is read
+    /// by the receiving side.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut f = Some(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+        self.get_mut().inner.poll_close_send(cx, &mut f)
+    }
+}
+
+fn lock<S>(m: &Mutex<Inner<S>>) -> MutexGuard<'_, Inner<S>> {
+    // A panic while holding the lock leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The receiving half of a split [`WebSocket`]. Pings are still answered
+/// automatically.
+pub struct ReadHalf<S> {
+    inner: Arc<Mutex<Inner<S>>>,
+}
+
+/// The sending half of a split [`WebSocket`].
+pub struct WriteHalf<S> {
+    inner: Arc<Mutex<Inner<S>>>,
+}
+
+impl<S> std::fmt::Debug for ReadHalf<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadHalf")
+    }
+}
+
+impl<S> std::fmt::Debug for WriteHalf<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHalf")
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
+    /// The next whole message; `None` after a clean close. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| lock(&self.inner).poll_message(cx)).await
+    }
+
+    /// The next event. Cancel-safe.
+    pub async fn recv_event(&mut self) -> Option<Result<Event, Error>> {
+        poll_fn(|cx| lock(&self.inner).poll_event(cx)).await.transpose()
+    }
+
+    /// The peer's close frame, once received.
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        lock(&self.inner).peer_close.clone()
+    }
+
+    /// Put the halves back together.
+    pub fn reunite(self, other: WriteHalf<S>) -> Result<WebSocket<S>, (ReadHalf<S>, WriteHalf<S>)> {
+        if !Arc::ptr_eq(&self.inner, &other.inner) {
+            return Err((self, other));
+        }
+        drop(other);
+        match Arc::try_unwrap(self.inner) {
+            Ok(m) => Ok(WebSocket {
+                inner: m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            }),
+            Err(_) => unreachable!("both halves were given"),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
+    /// Queue a message and write everything queued.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Queue a message (waiting while the output is over the threshold).
+    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
+        let msg = msg.into();
+        poll_fn(|cx| lock(&self.inner).poll_ready(cx)).await?;
+        lock(&self.inner).conn.send(msg)?;
+        Ok(())
+    }
+
+    /// Write everything queued. Cancel-safe.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| lock(&self.inner).poll_write_out(cx)).await
+    }
+
+    /// Send one piece of a message (streaming out).
+    pub async fn send_fragment(&mut self, kind: DataKind, data: impl Into<Bytes>, fin: bool) -> Result<(), Error> {
+        let data = data.into();
+        poll_fn(|cx| lock(&self.inner).poll_ready(cx)).await?;
+        lock(&self.inner).conn.send_fragment(kind, data, fin)?;
+        self.flush().await
+    }
+
+    /// Send a ping.
+    pub async fn ping(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        lock(&self.inner).conn.send_ping(data)?;
+        self.flush().await
+    }
+
+    /// Send a close frame and write it. The read half sees the peer's answer
+    /// and the end of the connection.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let mut frame = Some(Some(CloseFrame::new(code, reason)));
+        poll_fn(|cx| lock(&self.inner).poll_close_send(cx, &mut frame)).await
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        lock(&self.inner).conn.buffered_amount()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        lock(&self.inner).poll_message(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.inner).poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        Ok(lock(&self.inner).conn.send(item)?)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.inner).poll_write_out(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut f = Some(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+        lock(&self.inner).poll_close_send(cx, &mut f)
+    }
+}
