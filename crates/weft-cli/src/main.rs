@@ -1,0 +1,41 @@
+//! `weft`: serve the echo demo, or connect to any WebSocket server from a terminal.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod connect;
+mod serve;
+
+/// weft: a WebSocket server, client and demo.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the demo page at / and a WebSocket echo endpoint at /echo.
+    Serve(serve::ServeArgs),
+    /// Connect to a WebSocket server: lines you type are sent, messages are printed.
+    Connect(connect::ConnectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weft: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Connect(args) => connect::run(args).await,
+        }
+    })
+}
