@@ -151,14 +151,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 }
                 return Poll::Ready(Ok(None));
             }
-            match self.conn.poll_event() {
-                Ok(Some(ev)) => {
-                    if let Event::Close(f) = &ev {
-                        self.peer_close = f.clone();
-                    }
-                    return Poll::Ready(Ok(Some(ev)));
+            // An error is kept by the connection (sticky) and reported once the
+            // close frame it queued is written and the transport is shut down.
+            if let Ok(Some(ev)) = self.conn.poll_event() {
+                if let Event::Close(f) = &ev {
+                    self.peer_close = f.clone();
                 }
-                Ok(None) | Err(_) => {}
+                return Poll::Ready(Ok(Some(ev)));
             }
             self.arm_close_deadline();
             if self.conn.has_transmit()
