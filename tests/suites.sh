@@ -47,22 +47,23 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null || { echo "openssl failed"; exit 1; }
 
-# Start `weft serve` on port 0 and read the address it prints.
+# Start `weft serve` on port 0 and read the address it prints. Not in a
+# command substitution: the server would hold its pipe open.
 start_serve() { # name, extra args...
   local name=$1; shift
-  "$WEFT_BIN" serve --listen 127.0.0.1:0 --log-level warn "$@" 2>"$work/$name.log" &
+  "$WEFT_BIN" serve --listen 127.0.0.1:0 --log-level warn "$@" >/dev/null 2>"$work/$name.log" &
   pids+=($!)
   for _ in $(seq 100); do
     url=$(grep -o 'https\?://127.0.0.1:[0-9]*' "$work/$name.log" | head -1)
-    [ -n "$url" ] && { echo "$url"; return 0; }
+    [ -n "$url" ] && { eval "$name=\$url"; return 0; }
     sleep 0.1
   done
   echo "weft serve ($name) did not start:" >&2; cat "$work/$name.log" >&2
   return 1
 }
 
-plain=$(start_serve plain) || exit 1
-tls=$(start_serve tls --tls-cert "$work/cert.pem" --tls-key "$work/key.pem") || exit 1
+start_serve plain || exit 1
+start_serve tls --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" || exit 1
 echo "servers: $plain $tls"
 
 note "browser suite: headless Chromium against weft serve (ws and wss)"
