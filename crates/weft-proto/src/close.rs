@@ -123,9 +123,7 @@ impl CloseFrame {
                 if !code.is_valid_received() {
                     return Err(Error::Protocol(ProtocolError::InvalidCloseCode(code.0)));
                 }
-                let reason = utf8::validate(reason)
-                    .map_err(|_| Error::InvalidUtf8)?
-                    .to_owned();
+                let reason = utf8::validate(reason).map_err(|_| Error::InvalidUtf8)?.to_owned();
                 Ok(Some(CloseFrame { code, reason }))
             }
         }
@@ -156,7 +154,9 @@ mod tests {
 
     #[test]
     fn rfc6455_7_4_valid_codes() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+        ] {
             assert!(CloseCode(code).is_valid_received(), "{code}");
         }
         for code in [0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {

@@ -160,7 +160,12 @@ impl OutQueue {
 
     fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for c in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+        for c in self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.tail[..]))
+        {
             if n == dst.len() {
                 break;
             }
@@ -645,7 +650,9 @@ impl Connection {
                 }));
             }
             if kind == DataKind::Text {
-                self.utf8.feed(&self.assembly.buf[start..]).map_err(|_| Error::InvalidUtf8)?;
+                self.utf8
+                    .feed(&self.assembly.buf[start..])
+                    .map_err(|_| Error::InvalidUtf8)?;
             }
             if self.config.deliver_fragments {
                 let decoded = self.assembly.buf.split().freeze();
@@ -756,7 +763,10 @@ impl Connection {
         let transformed = match (self.extension.as_mut(), first, self.sending) {
             (Some(ext), _, _) => {
                 self.ext_buf.clear();
-                match ext.encode(kind, &data, first, fin, &mut self.ext_buf).map_err(SendError::Extension)? {
+                match ext
+                    .encode(kind, &data, first, fin, &mut self.ext_buf)
+                    .map_err(SendError::Extension)?
+                {
                     Encoded::Transformed { rsv } => Some(rsv),
                     Encoded::Unchanged => None,
                 }
@@ -809,7 +819,11 @@ impl Connection {
             Some(_) => return Err(SendError::FragmentSequence),
         };
         if kind == DataKind::Text {
-            let mut v = if first { Utf8Validator::new() } else { self.send_utf8.clone() };
+            let mut v = if first {
+                Utf8Validator::new()
+            } else {
+                self.send_utf8.clone()
+            };
             v.feed(&data).map_err(|_| SendError::InvalidUtf8)?;
             if fin {
                 v.finish().map_err(|_| SendError::InvalidUtf8)?;

@@ -200,7 +200,11 @@ pub fn parse_extensions<'a>(
                         let value = if c.peek() == Some(b'=') {
                             c.i += 1;
                             c.skip_ows();
-                            Some(if c.peek() == Some(b'"') { c.quoted()? } else { c.token()? })
+                            Some(if c.peek() == Some(b'"') {
+                                c.quoted()?
+                            } else {
+                                c.token()?
+                            })
                         } else {
                             None
                         };
@@ -305,10 +309,19 @@ mod tests {
 
     #[test]
     fn rfc6455_9_1_tokens_params_and_quoted_strings() {
-        let v = parse("permessage-deflate; client_max_window_bits, permessage-deflate ;server_max_window_bits=\"10\" , x-foo").unwrap();
+        let v = parse(
+            "permessage-deflate; client_max_window_bits, permessage-deflate ;server_max_window_bits=\"10\" , x-foo",
+        )
+        .unwrap();
         assert_eq!(v.len(), 3);
-        assert_eq!(v[0], ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None));
-        assert_eq!(v[1], ExtensionOffer::new("permessage-deflate").param("server_max_window_bits", Some("10")));
+        assert_eq!(
+            v[0],
+            ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None)
+        );
+        assert_eq!(
+            v[1],
+            ExtensionOffer::new("permessage-deflate").param("server_max_window_bits", Some("10"))
+        );
         assert_eq!(v[2], ExtensionOffer::new("x-foo"));
         assert_eq!(parse("").unwrap(), vec![]);
         assert_eq!(parse(" , ,a").unwrap(), vec![ExtensionOffer::new("a")]);
@@ -316,16 +329,32 @@ mod tests {
 
     #[test]
     fn rfc6455_9_1_malformed() {
-        for bad in ["a;", "a;=1", "a; b=", "a b", "a; b=\"\"", "a; b=\"x y\"", "a; b=\"unterminated", ";a", "a; b=\"\\", "a=1"] {
+        for bad in [
+            "a;",
+            "a;=1",
+            "a; b=",
+            "a b",
+            "a; b=\"\"",
+            "a; b=\"x y\"",
+            "a; b=\"unterminated",
+            ";a",
+            "a; b=\"\\",
+            "a=1",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn display_round_trips() {
-        let e = ExtensionOffer::new("permessage-deflate").param("client_max_window_bits", None).param("server_max_window_bits", Some("10"));
+        let e = ExtensionOffer::new("permessage-deflate")
+            .param("client_max_window_bits", None)
+            .param("server_max_window_bits", Some("10"));
         let s = format_extensions(&[e.clone(), ExtensionOffer::new("x")]);
-        assert_eq!(s, "permessage-deflate; client_max_window_bits; server_max_window_bits=10, x");
+        assert_eq!(
+            s,
+            "permessage-deflate; client_max_window_bits; server_max_window_bits=10, x"
+        );
         assert_eq!(parse(&s).unwrap(), vec![e, ExtensionOffer::new("x")]);
     }
 }

@@ -236,7 +236,13 @@ mod tests {
     #[test]
     fn rfc6455_5_2_shortest_length_form() {
         for (len, n) in [(0u64, 2), (125, 2), (126, 4), (65535, 4), (65536, 10), (1 << 40, 10)] {
-            let h = FrameHeader { fin: true, rsv: 0, opcode: Opcode::Binary, mask: None, payload_len: len };
+            let h = FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: Opcode::Binary,
+                mask: None,
+                payload_len: len,
+            };
             let mut v = Vec::new();
             h.encode(&mut v);
             assert_eq!(v.len(), n, "{len}");
@@ -256,7 +262,10 @@ mod tests {
     #[test]
     fn rfc6455_5_2_reserved_opcodes_and_length_msb() {
         for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
-            assert_eq!(FrameHeader::parse(&[0x80 | op, 0]), Err(ProtocolError::ReservedOpcode(op)));
+            assert_eq!(
+                FrameHeader::parse(&[0x80 | op, 0]),
+                Err(ProtocolError::ReservedOpcode(op))
+            );
         }
         let huge = [0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(FrameHeader::parse(&huge), Err(ProtocolError::InvalidLength));

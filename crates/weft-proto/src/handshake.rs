@@ -101,7 +101,11 @@ impl HeadScanner {
             return Ok(Some(start + i + 4));
         }
         self.scanned = end;
-        if buf.len() >= self.max { Err(HeadTooLarge) } else { Ok(None) }
+        if buf.len() >= self.max {
+            Err(HeadTooLarge)
+        } else {
+            Ok(None)
+        }
     }
 }
 
@@ -506,7 +510,10 @@ impl UpgradeRequest {
     /// negotiators see the client's offers for their token in order; the first
     /// that accepts one is used.
     pub fn accept(&self, accept: &Accept) -> Accepted {
-        let protocol = accept.protocol.clone().filter(|p| self.protocols.iter().any(|o| o == p));
+        let protocol = accept
+            .protocol
+            .clone()
+            .filter(|p| self.protocols.iter().any(|o| o == p));
         let mut extension = None;
         let mut extensions_header = None;
         'offers: for offer in &self.extensions {
@@ -527,7 +534,9 @@ impl UpgradeRequest {
             }
         }
         let mut r = String::with_capacity(160);
-        r.push_str("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+        r.push_str(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+        );
         r.push_str(&accept_key(&self.key));
         r.push_str("\r\n");
         if let Some(p) = &protocol {
@@ -624,8 +633,12 @@ impl fmt::Display for ClientHandshakeError {
             ClientHandshakeError::NotUpgrade => f.write_str("response lacks Upgrade: websocket"),
             ClientHandshakeError::ConnectionNotUpgrade => f.write_str("response lacks Connection: Upgrade"),
             ClientHandshakeError::AcceptMismatch => f.write_str("Sec-WebSocket-Accept is missing or wrong"),
-            ClientHandshakeError::UnofferedProtocol(p) => write!(f, "server chose subprotocol {p:?}, which was not offered"),
-            ClientHandshakeError::UnofferedExtension(e) => write!(f, "server chose extension {e:?}, which was not offered"),
+            ClientHandshakeError::UnofferedProtocol(p) => {
+                write!(f, "server chose subprotocol {p:?}, which was not offered")
+            }
+            ClientHandshakeError::UnofferedExtension(e) => {
+                write!(f, "server chose extension {e:?}, which was not offered")
+            }
             ClientHandshakeError::ExtensionRefused(e) => write!(f, "extension parameters refused: {e}"),
             ClientHandshakeError::InvalidRequest(w) => write!(f, "invalid request: {w}"),
         }
@@ -659,7 +672,10 @@ pub struct ClientHandshake {
 impl ClientHandshake {
     /// Build the request (§4.1) with a fresh key of 16 bytes from the
     /// operating system's CSPRNG. Returns the handshake and the bytes to send.
-    pub fn new(request: ClientRequest, limits: HandshakeLimits) -> Result<(ClientHandshake, Vec<u8>), ClientHandshakeError> {
+    pub fn new(
+        request: ClientRequest,
+        limits: HandshakeLimits,
+    ) -> Result<(ClientHandshake, Vec<u8>), ClientHandshakeError> {
         let mut raw = [0u8; 16];
         getrandom::fill(&mut raw).map_err(|_| ClientHandshakeError::InvalidRequest("no randomness for the key"))?;
         Self::with_key(request, limits, &BASE64.encode(raw))
@@ -671,7 +687,11 @@ impl ClientHandshake {
         limits: HandshakeLimits,
         key: &str,
     ) -> Result<(ClientHandshake, Vec<u8>), ClientHandshakeError> {
-        let target = if request.target.is_empty() { "/" } else { &request.target };
+        let target = if request.target.is_empty() {
+            "/"
+        } else {
+            &request.target
+        };
         let mut r = String::with_capacity(256);
         r.push_str("GET ");
         r.push_str(target);
@@ -686,7 +706,11 @@ impl ClientHandshake {
             r.push_str("\r\n");
         }
         if !request.protocols.is_empty() {
-            if request.protocols.iter().any(|p| p.is_empty() || !p.bytes().all(is_tchar)) {
+            if request
+                .protocols
+                .iter()
+                .any(|p| p.is_empty() || !p.bytes().all(is_tchar))
+            {
                 return Err(ClientHandshakeError::InvalidRequest("subprotocol is not a token"));
             }
             r.push_str("Sec-WebSocket-Protocol: ");

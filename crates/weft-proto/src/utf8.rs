@@ -115,7 +115,11 @@ mod tests {
         };
         for split in 0..=text.len() {
             let mut v = Utf8Validator::new();
-            let ok = v.feed(&text[..split]).and_then(|_| v.feed(&text[split..])).and_then(|_| v.finish()).is_ok();
+            let ok = v
+                .feed(&text[..split])
+                .and_then(|_| v.feed(&text[split..]))
+                .and_then(|_| v.finish())
+                .is_ok();
             assert_eq!(ok, whole, "split at {split} of {text:x?}");
         }
         whole.then_some(text.len())
@@ -123,7 +127,15 @@ mod tests {
 
     #[test]
     fn valid_text_in_any_split() {
-        for t in ["", "a", "κόσμε", "Hello-µ@ßöäüàá-UTF-8!!", "\u{10ffff}", "\u{1f600} smile", "\u{7ff}\u{800}\u{ffff}\u{10000}"] {
+        for t in [
+            "",
+            "a",
+            "κόσμε",
+            "Hello-µ@ßöäüàá-UTF-8!!",
+            "\u{10ffff}",
+            "\u{1f600} smile",
+            "\u{7ff}\u{800}\u{ffff}\u{10000}",
+        ] {
             assert!(every_split(t.as_bytes()).is_some(), "{t}");
         }
     }
@@ -131,8 +143,14 @@ mod tests {
     #[test]
     fn invalid_text_in_any_split() {
         let cases: &[&[u8]] = &[
-            b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64",
-            b"\xe0\x80", b"abc\xf0\x9f", b"\x80",
+            b"\xff",
+            b"\xc0\xaf",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64",
+            b"\xe0\x80",
+            b"abc\xf0\x9f",
+            b"\x80",
         ];
         for c in cases {
             assert!(every_split(c).is_none(), "{c:x?}");
