@@ -603,11 +603,13 @@ impl Connection {
     fn on_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Event>, Error> {
         match h.opcode {
             Opcode::Ping => {
-                // §5.5.2: answer with a pong carrying the same data, unless a
-                // close was sent. Only the latest unanswered ping is kept.
-                if !self.close_sent {
-                    self.pending_pong = Some(payload.clone());
-                }
+                // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
+                // a Pong frame in response, unless it already received a Close
+                // frame" -- also after this side sent its own close, which only
+                // forbids data frames (§5.5.1). Frames are read only until the
+                // peer's close, so every ping seen here is answered. Only the
+                // latest unanswered ping is kept (§5.5.3).
+                self.pending_pong = Some(payload.clone());
                 Ok(Some(Event::Ping(payload)))
             }
             Opcode::Pong => Ok(Some(Event::Pong(payload))),
@@ -701,6 +703,8 @@ impl Connection {
     fn fail(&mut self, e: Error) {
         // §7.1.7: fail the connection, sending a close frame first when one
         // may still be sent and the error has a code for the wire.
+        // Failing ends all processing: a pong still owed is not sent.
+        self.pending_pong = None;
         if !self.close_sent && e.close_code() != CloseCode::ABNORMAL {
             let frame = CloseFrame::new(e.close_code(), e.close_reason());
             self.queue_close(Some(&frame));
@@ -875,10 +879,14 @@ impl Connection {
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        // A ping received before this close is still owed its pong (§5.5.2):
+        // queue it ahead of the close.
+        if let Some(p) = self.pending_pong.take() {
+            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(p));
+        }
         let payload = frame.map(CloseFrame::encode).unwrap_or_default();
         self.push_frame(Opcode::Close, 0, true, Payload::Shared(payload));
         self.close_sent = true;
-        self.pending_pong = None;
     }
 
     // ----- transmitting --------------------------------------------------

@@ -586,6 +586,46 @@ fn s5_5_3_pong_for_the_latest_of_several_pings() {
 }
 
 #[test]
+fn s5_5_2_ping_while_closing_still_gets_pong() {
+    // "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+    // response, unless it already received a Close frame." Having *sent* a
+    // close is no exception: control frames may follow it (only data frames
+    // may not, §5.5.1).
+    let mut s = server();
+    s.close(Some(CloseFrame::new(1000, ""))).unwrap();
+    assert_eq!(s.state(), State::Closing);
+    assert_eq!(feed_ok(&mut s, &RawFrame::ping("late").encode()), vec![ping(b"late")]);
+    let frames = sent(&mut s);
+    assert_eq!(
+        frames.iter().map(|f| f.opcode).collect::<Vec<_>>(),
+        vec![OP_CLOSE, OP_PONG]
+    );
+    assert_eq!(frames[1].payload, b"late");
+
+    // A ping received but not yet answered when the close is sent is answered
+    // too, ahead of the close.
+    let mut s = server();
+    feed_ok(&mut s, &RawFrame::ping("early").encode());
+    s.close(None).unwrap();
+    let frames = sent(&mut s);
+    assert_eq!(
+        frames.iter().map(|f| f.opcode).collect::<Vec<_>>(),
+        vec![OP_PONG, OP_CLOSE]
+    );
+    assert_eq!(frames[0].payload, b"early");
+
+    // Once the peer's close has arrived no pong is owed: pings after it are
+    // not even read.
+    let mut s = server();
+    let events = feed_ok(&mut s, &wire(&[RawFrame::close(1000, ""), RawFrame::ping("too late")]));
+    assert_eq!(events, vec![Event::Close(Some(CloseFrame::new(1000, "")))]);
+    assert_eq!(
+        sent(&mut s).iter().map(|f| f.opcode).collect::<Vec<_>>(),
+        vec![OP_CLOSE]
+    );
+}
+
+#[test]
 fn s5_5_2_ping_flood_with_unwritten_pongs_is_bounded() {
     // A peer that pings and never reads: the transport accepts nothing, so the
     // output is never advanced. It must not grow without bound.
