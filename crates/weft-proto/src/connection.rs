@@ -638,15 +638,14 @@ impl Connection {
                 return Err(Error::Protocol(ProtocolError::ReservedBits(self.assembly.rsv)));
             };
             let start = self.assembly.buf.len();
-            ext.decode(
-                self.assembly.rsv,
-                &payload,
-                fin,
-                &mut self.assembly.buf,
-                self.config.max_message_size,
-            )
-            .map_err(Error::Extension)?;
-            if self.assembly.buf.len() > self.config.max_message_size {
+            // Decoded bytes of this message no longer in `buf` (handed up as
+            // pieces in streaming mode) count against the limit too, so the
+            // room left for `buf` is the limit less those.
+            let handed_up = self.assembly.len.saturating_sub(start);
+            let max_len = self.config.max_message_size.saturating_sub(handed_up);
+            ext.decode(self.assembly.rsv, &payload, fin, &mut self.assembly.buf, max_len)
+                .map_err(Error::Extension)?;
+            if self.assembly.buf.len() > max_len {
                 return Err(Error::MessageTooBig(LimitExceeded::MessageSize {
                     max: self.config.max_message_size,
                 }));

@@ -865,6 +865,49 @@ fn s8_1_text_is_validated_after_decoding() {
 }
 
 #[test]
+fn s9_extension_message_size_limit_across_fragments() {
+    for streaming in [false, true] {
+        let config = Config::default().max_message_size(1000).deliver_fragments(streaming);
+        // At the limit: fine.
+        let (_, mut s) = negotiated(config.clone());
+        let w = wire(&[
+            RawFrame::binary(xor(&[1; 400])).rsv(RSV1).fin(false),
+            RawFrame::cont(xor(&[2; 400])).fin(false),
+            RawFrame::cont(xor(&[3; 200])),
+        ]);
+        let (events, err) = feed(&mut s, &w);
+        assert_eq!(err, None, "streaming {streaming}");
+        let total: usize = events
+            .iter()
+            .map(|e| match e {
+                Event::Message(m) => m.len(),
+                Event::Fragment(f) => f.data.len(),
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert_eq!(total, 1000);
+        // Over it: 1009, whether the message is reassembled or streamed.
+        let (_, mut s) = negotiated(config);
+        let w = wire(&[
+            RawFrame::binary(xor(&[1; 400])).rsv(RSV1).fin(false),
+            RawFrame::cont(xor(&[2; 400])).fin(false),
+            RawFrame::cont(xor(&[3; 400])),
+        ]);
+        let (events, err) = feed(&mut s, &w);
+        let delivered: usize = events
+            .iter()
+            .map(|e| match e {
+                Event::Fragment(f) => f.data.len(),
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert!(delivered <= 1000, "streaming {streaming}: {delivered} bytes delivered");
+        let err = err.unwrap_or_else(|| panic!("streaming {streaming}: no error"));
+        assert_eq!(err.close_code().0, 1009, "streaming {streaming}: {err:?}");
+    }
+}
+
+#[test]
 fn s9_extension_in_streaming_mode_hands_up_decoded_pieces() {
     let (mut c, mut s) = negotiated(Config::default().deliver_fragments(true));
     c.send_fragment(DataKind::Binary, vec![1u8; 10], false).unwrap();
