@@ -766,6 +766,54 @@ fn s7_4_valid_close_codes_are_delivered_and_echoed() {
 }
 
 #[test]
+fn s7_4_1_every_error_maps_to_a_sendable_code_and_a_short_reason() {
+    use weft_proto::ExtensionError;
+    let errors = [
+        Error::Protocol(ProtocolError::UnmaskedFrame),
+        Error::Protocol(ProtocolError::MaskedFrame),
+        Error::Protocol(ProtocolError::ReservedBits(5)),
+        Error::Protocol(ProtocolError::ReservedOpcode(0xb)),
+        Error::Protocol(ProtocolError::InvalidLength),
+        Error::Protocol(ProtocolError::FragmentedControl),
+        Error::Protocol(ProtocolError::ControlTooLong),
+        Error::Protocol(ProtocolError::UnexpectedContinuation),
+        Error::Protocol(ProtocolError::ExpectedContinuation),
+        Error::Protocol(ProtocolError::CloseTooShort),
+        Error::Protocol(ProtocolError::InvalidCloseCode(1005)),
+        Error::InvalidUtf8,
+        Error::MessageTooBig(LimitExceeded::FrameSize {
+            len: u64::MAX >> 1,
+            max: 1,
+        }),
+        Error::MessageTooBig(LimitExceeded::MessageSize { max: 1 }),
+        Error::MessageTooBig(LimitExceeded::Fragments { max: 1 }),
+        Error::Extension(ExtensionError {
+            code: CloseCode::MESSAGE_TOO_BIG,
+            reason: "inflated too far",
+        }),
+    ];
+    for e in &errors {
+        let expected = match e {
+            Error::Protocol(_) => 1002,
+            Error::InvalidUtf8 => 1007,
+            _ => 1009,
+        };
+        assert_eq!(e.close_code().0, expected, "{e:?}");
+        assert!(e.close_code().is_sendable());
+        let reason = e.close_reason();
+        assert!(
+            !reason.is_empty() && reason.len() <= 123 && reason.is_ascii(),
+            "{reason:?}"
+        );
+        assert!(e.to_string().contains(&format!("close code {expected}")), "{e}");
+    }
+    for e in [Error::AbnormalClosure, Error::Aborted("timeout")] {
+        assert_eq!(e.close_code(), CloseCode::ABNORMAL);
+        assert!(!e.close_code().is_sendable(), "1006 is never put on the wire");
+    }
+}
+
+#[test]
 fn s7_4_codes_that_may_not_be_sent_are_refused() {
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         let mut s = server();
