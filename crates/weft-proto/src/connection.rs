@@ -618,9 +618,13 @@ impl Connection {
                 self.close_received = true;
                 self.rbuf = BytesMut::new();
                 self.assembly = Assembly::default();
-                self.pending_pong = None;
-                if !self.close_sent {
-                    // §5.5.1: reply with a close frame, echoing the code.
+                if self.close_sent {
+                    // The closing handshake is complete: nothing more is sent.
+                    self.pending_pong = None;
+                } else {
+                    // §5.5.1: reply with a close frame, echoing the code. A
+                    // ping read before this close still gets its pong (§5.5.2),
+                    // ahead of the reply.
                     let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
                     self.queue_close(reply.as_ref());
                 }

@@ -614,6 +614,24 @@ fn s5_5_2_ping_while_closing_still_gets_pong() {
     );
     assert_eq!(frames[0].payload, b"early");
 
+    // A ping that arrived before the peer's close, in the same read, is
+    // answered ahead of the close reply.
+    let mut s = server();
+    let events = feed_ok(
+        &mut s,
+        &wire(&[RawFrame::ping("just before"), RawFrame::close(1000, "")]),
+    );
+    assert_eq!(
+        events,
+        vec![ping(b"just before"), Event::Close(Some(CloseFrame::new(1000, "")))]
+    );
+    let frames = sent(&mut s);
+    assert_eq!(
+        frames.iter().map(|f| f.opcode).collect::<Vec<_>>(),
+        vec![OP_PONG, OP_CLOSE]
+    );
+    assert_eq!(frames[0].payload, b"just before");
+
     // Once the peer's close has arrived no pong is owed: pings after it are
     // not even read.
     let mut s = server();
