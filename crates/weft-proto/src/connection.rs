@@ -612,11 +612,13 @@ impl Connection {
     fn on_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Event>, Error> {
         match h.opcode {
             Opcode::Ping => {
-                // §5.5.2: answer with a pong carrying the same data, unless a
-                // close was sent. Only the latest unanswered ping is kept.
-                if !self.close_sent {
-                    self.pending_pong = Some(payload.clone());
-                }
+                // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send
+                // a Pong frame in response, unless it already received a Close
+                // frame" -- also after this side sent its own close, which only
+                // forbids data frames (§5.5.1). Frames are read only until the
+                // peer's close, so every ping seen here is answered. Only the
+                // latest unanswered ping is kept (§5.5.3).
+                self.pending_pong = Some(payload.clone());
                 Ok(Some(Event::Ping(payload)))
             }
             Opcode::Pong => Ok(Some(Event::Pong(payload))),
@@ -625,9 +627,13 @@ impl Connection {
                 self.close_received = true;
                 self.rbuf = BytesMut::new();
                 self.assembly = Assembly::default();
-                self.pending_pong = None;
-                if !self.close_sent {
-                    // §5.5.1: reply with a close frame, echoing the code.
+                if self.close_sent {
+                    // The closing handshake is complete: nothing more is sent.
+                    self.pending_pong = None;
+                } else {
+                    // §5.5.1: reply with a close frame, echoing the code. A
+                    // ping read before this close still gets its pong (§5.5.2),
+                    // ahead of the reply.
                     let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
                     self.queue_close(reply.as_ref());
                 }
@@ -645,15 +651,14 @@ impl Connection {
                 return Err(Error::Protocol(ProtocolError::ReservedBits(self.assembly.rsv)));
             };
             let start = self.assembly.buf.len();
-            ext.decode(
-                self.assembly.rsv,
-                &payload,
-                fin,
-                &mut self.assembly.buf,
-                self.config.max_message_size,
-            )
-            .map_err(Error::Extension)?;
-            if self.assembly.buf.len() > self.config.max_message_size {
+            // Decoded bytes of this message no longer in `buf` (handed up as
+            // pieces in streaming mode) count against the limit too, so the
+            // room left for `buf` is the limit less those.
+            let handed_up = self.assembly.len.saturating_sub(start);
+            let max_len = self.config.max_message_size.saturating_sub(handed_up);
+            ext.decode(self.assembly.rsv, &payload, fin, &mut self.assembly.buf, max_len)
+                .map_err(Error::Extension)?;
+            if self.assembly.buf.len() > max_len {
                 return Err(Error::MessageTooBig(LimitExceeded::MessageSize {
                     max: self.config.max_message_size,
                 }));
@@ -710,6 +715,8 @@ impl Connection {
     fn fail(&mut self, e: Error) {
         // §7.1.7: fail the connection, sending a close frame first when one
         // may still be sent and the error has a code for the wire.
+        // Failing ends all processing: a pong still owed is not sent.
+        self.pending_pong = None;
         if !self.close_sent && e.close_code() != CloseCode::ABNORMAL {
             let frame = CloseFrame::new(e.close_code(), e.close_reason());
             self.queue_close(Some(&frame));
@@ -884,10 +891,14 @@ impl Connection {
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        // A ping received before this close is still owed its pong (§5.5.2):
+        // queue it ahead of the close.
+        if let Some(p) = self.pending_pong.take() {
+            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(p));
+        }
         let payload = frame.map(CloseFrame::encode).unwrap_or_default();
         self.push_frame(Opcode::Close, 0, true, Payload::Shared(payload));
         self.close_sent = true;
-        self.pending_pong = None;
     }
 
     // ----- transmitting --------------------------------------------------
