@@ -54,6 +54,8 @@
 
 pub mod close;
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod extension;
 pub mod frame;

@@ -1,0 +1,672 @@
+//! permessage-deflate (RFC 7692): negotiation for both roles and the codec.
+//!
+//! Compression is raw DEFLATE (flate2 on zlib-rs). Each message is compressed
+//! and flushed with a sync flush; the `00 00 ff ff` that ends the flush is
+//! removed before sending and put back before inflating (§7.2.1, §7.2.2).
+//! Inflation is streaming and bounded: it stops with 1009 once a message would
+//! pass `max_message_size`, having allocated at most that much plus one chunk.
+//!
+//! Window sizes: zlib cannot compress with an 8-bit window. When the agreed
+//! window for our direction is 8, this side sends its messages uncompressed,
+//! which RFC 7692 allows (compression is chosen per message, §6). Inflating
+//! uses a window at least as large as the peer's, which is always correct.
+//!
+//! Memory per connection (zlib's figures, level 6, memLevel 8): the
+//! compressor costs about `2^(w+2) + 2^(8+9)` bytes (256 KiB at w = 15,
+//! 132 KiB at w = 9), the decompressor about `2^w + 7 KiB` (39 KiB at 15).
+
+use std::fmt;
+
+use bytes::BytesMut;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use crate::close::CloseCode;
+use crate::error::ExtensionError;
+use crate::extension::{ClientExtension, Encoded, Extension, ExtensionOffer, ServerExtension};
+use crate::frame::RSV1;
+use crate::message::DataKind;
+
+/// The extension token.
+pub const NAME: &str = "permessage-deflate";
+
+const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+const CHUNK: usize = 32 * 1024;
+
+/// What this side asks for, or accepts, in negotiation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// The server resets its compression context after each message.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compression context after each message.
+    pub client_no_context_takeover: bool,
+    /// The largest window (8–15) the server compresses with.
+    pub server_max_window_bits: u8,
+    /// The largest window (8–15) the client compresses with.
+    pub client_max_window_bits: u8,
+    /// zlib compression level, 0–9.
+    pub level: u32,
+    /// Messages shorter than this are sent uncompressed.
+    pub threshold: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            level: 6,
+            threshold: 128,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Set both no-context-takeover flags (lowest memory between messages).
+    pub fn no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self.client_no_context_takeover = on;
+        self
+    }
+    /// Set `server_no_context_takeover`.
+    pub fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+    /// Set `client_no_context_takeover`.
+    pub fn client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+    /// Set `server_max_window_bits` (clamped to 8–15).
+    pub fn server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(8, 15);
+        self
+    }
+    /// Set `client_max_window_bits` (clamped to 8–15).
+    pub fn client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(8, 15);
+        self
+    }
+    /// Set the compression level (0–9).
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level.min(9);
+        self
+    }
+    /// Set the size below which messages go uncompressed.
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+}
+
+/// The parameters of one offer or response, checked (§7.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    /// `server_no_context_takeover` present.
+    pub server_no_context_takeover: bool,
+    /// `client_no_context_takeover` present.
+    pub client_no_context_takeover: bool,
+    /// `server_max_window_bits` value.
+    pub server_max_window_bits: Option<u8>,
+    /// `client_max_window_bits`: `Some(None)` when present without a value.
+    pub client_max_window_bits: Option<Option<u8>>,
+}
+
+/// Why an offer or response was malformed (§7.1: a duplicate or unknown
+/// parameter, a value out of range, a value where none is allowed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamError(pub String);
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn window_bits(v: &str) -> Option<u8> {
+    // §7.1.2: "a decimal integer value without leading zeroes between 8 and 15".
+    if v.len() > 2 || v.starts_with('0') {
+        return None;
+    }
+    v.parse().ok().filter(|b| (8..=15).contains(b))
+}
+
+impl Params {
+    /// Check the parameters of one `permessage-deflate` element.
+    pub fn parse(offer: &ExtensionOffer) -> Result<Params, ParamError> {
+        let mut p = Params::default();
+        let mut seen = [false; 4];
+        for param in &offer.params {
+            let idx = match param.name.as_str() {
+                "server_no_context_takeover" => 0,
+                "client_no_context_takeover" => 1,
+                "server_max_window_bits" => 2,
+                "client_max_window_bits" => 3,
+                other => return Err(ParamError(format!("unknown parameter {other}"))),
+            };
+            if std::mem::replace(&mut seen[idx], true) {
+                return Err(ParamError(format!("duplicate parameter {}", param.name)));
+            }
+            let value = param.value.as_deref();
+            match (idx, value) {
+                (0, None) => p.server_no_context_takeover = true,
+                (1, None) => p.client_no_context_takeover = true,
+                (2, Some(v)) => {
+                    p.server_max_window_bits =
+                        Some(window_bits(v).ok_or_else(|| ParamError(format!("server_max_window_bits={v}")))?)
+                }
+                (3, None) => p.client_max_window_bits = Some(None),
+                (3, Some(v)) => {
+                    p.client_max_window_bits = Some(Some(
+                        window_bits(v).ok_or_else(|| ParamError(format!("client_max_window_bits={v}")))?,
+                    ))
+                }
+                _ => return Err(ParamError(format!("bad value for {}", param.name))),
+            }
+        }
+        Ok(p)
+    }
+
+    fn to_offer(self) -> ExtensionOffer {
+        let mut e = ExtensionOffer::new(NAME);
+        if self.server_no_context_takeover {
+            e = e.param("server_no_context_takeover", None);
+        }
+        if self.client_no_context_takeover {
+            e = e.param("client_no_context_takeover", None);
+        }
+        if let Some(b) = self.server_max_window_bits {
+            e = e.param("server_max_window_bits", Some(&b.to_string()));
+        }
+        match self.client_max_window_bits {
+            Some(Some(b)) => e = e.param("client_max_window_bits", Some(&b.to_string())),
+            Some(None) => e = e.param("client_max_window_bits", None),
+            None => {}
+        }
+        e
+    }
+}
+
+/// permessage-deflate as a negotiator, for either role.
+///
+/// Server: accepts the first well-formed offer, honouring the client's
+/// limits and adding its own from the config. Client: offers the config's
+/// parameters and checks the server's answer.
+#[derive(Clone, Debug, Default)]
+pub struct PerMessageDeflate {
+    /// The policy.
+    pub config: DeflateConfig,
+}
+
+impl PerMessageDeflate {
+    /// A negotiator with `config`.
+    pub fn new(config: DeflateConfig) -> Self {
+        PerMessageDeflate { config }
+    }
+
+    /// The server's answer to one offer, or `None` to decline it.
+    pub fn answer(&self, offer: &ExtensionOffer) -> Option<Params> {
+        let o = Params::parse(offer).ok()?;
+        let c = &self.config;
+        let server_bits = o.server_max_window_bits.unwrap_or(15).min(c.server_max_window_bits);
+        let client_bits = match o.client_max_window_bits {
+            // §7.1.2.2: only if the client said it supports the parameter.
+            Some(offered) => {
+                let limit = offered.unwrap_or(15).min(c.client_max_window_bits);
+                (limit < 15 || offered.is_some()).then_some(limit)
+            }
+            None => None,
+        };
+        Some(Params {
+            server_no_context_takeover: o.server_no_context_takeover || c.server_no_context_takeover,
+            client_no_context_takeover: c.client_no_context_takeover || o.client_no_context_takeover,
+            server_max_window_bits: (server_bits < 15 || o.server_max_window_bits.is_some()).then_some(server_bits),
+            client_max_window_bits: client_bits.map(Some),
+        })
+    }
+}
+
+impl ServerExtension for PerMessageDeflate {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn negotiate(&self, offers: &[&ExtensionOffer]) -> Option<(ExtensionOffer, Box<dyn Extension>)> {
+        offers.iter().find_map(|offer| {
+            let p = self.answer(offer)?;
+            let ext = Deflate::new(DeflateRole::Server, &p, self.config.level, self.config.threshold);
+            Some((p.to_offer(), Box::new(ext) as Box<dyn Extension>))
+        })
+    }
+}
+
+impl ClientExtension for PerMessageDeflate {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn offers(&self) -> Vec<ExtensionOffer> {
+        let c = &self.config;
+        vec![
+            Params {
+                server_no_context_takeover: c.server_no_context_takeover,
+                client_no_context_takeover: c.client_no_context_takeover,
+                server_max_window_bits: (c.server_max_window_bits < 15).then_some(c.server_max_window_bits),
+                client_max_window_bits: Some((c.client_max_window_bits < 15).then_some(c.client_max_window_bits)),
+            }
+            .to_offer(),
+        ]
+    }
+
+    fn accept(&self, response: &ExtensionOffer) -> Result<Box<dyn Extension>, String> {
+        let r = Params::parse(response).map_err(|e| e.0)?;
+        let c = &self.config;
+        if c.server_no_context_takeover && !r.server_no_context_takeover {
+            return Err("server_no_context_takeover was requested but not agreed".into());
+        }
+        if c.server_max_window_bits < 15 && r.server_max_window_bits.is_none_or(|b| b > c.server_max_window_bits) {
+            return Err("server_max_window_bits larger than offered".into());
+        }
+        let client_bits = match r.client_max_window_bits {
+            Some(None) => return Err("client_max_window_bits without a value in a response".into()),
+            Some(Some(b)) if b > c.client_max_window_bits => {
+                return Err("client_max_window_bits larger than offered".into());
+            }
+            Some(Some(b)) => Some(Some(b)),
+            None if c.client_max_window_bits < 15 => Some(Some(c.client_max_window_bits)),
+            None => None,
+        };
+        let agreed = Params {
+            client_max_window_bits: client_bits,
+            client_no_context_takeover: r.client_no_context_takeover || c.client_no_context_takeover,
+            ..r
+        };
+        Ok(Box::new(Deflate::new(
+            DeflateRole::Client,
+            &agreed,
+            c.level,
+            c.threshold,
+        )))
+    }
+}
+
+/// Make room for `need` bytes, growing geometrically but never past `cap`
+/// (`need` ≤ `cap`), so that inflating allocates no more than the limit.
+fn grow_within(out: &mut BytesMut, need: usize, cap: usize) {
+    if need <= out.capacity() {
+        return;
+    }
+    let target = (out.capacity() * 2).max(need).min(cap).max(need);
+    let mut bigger = BytesMut::with_capacity(target);
+    bigger.extend_from_slice(out);
+    *out = bigger;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeflateRole {
+    Client,
+    Server,
+}
+
+/// The running codec on one connection.
+pub struct Deflate {
+    /// `None` when our window is 8 bits: we send uncompressed.
+    compress: Option<Compress>,
+    decompress: Decompress,
+    reset_compress: bool,
+    reset_decompress: bool,
+    threshold: usize,
+    /// The message being sent is compressed.
+    sending_compressed: bool,
+    description: String,
+}
+
+impl fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deflate")
+            .field("agreed", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deflate {
+    fn new(role: DeflateRole, p: &Params, level: u32, threshold: usize) -> Deflate {
+        let server_bits = p.server_max_window_bits.unwrap_or(15);
+        let client_bits = p.client_max_window_bits.flatten().unwrap_or(15);
+        let (ours, theirs, reset_ours, reset_theirs) = match role {
+            DeflateRole::Server => (
+                server_bits,
+                client_bits,
+                p.server_no_context_takeover,
+                p.client_no_context_takeover,
+            ),
+            DeflateRole::Client => (
+                client_bits,
+                server_bits,
+                p.client_no_context_takeover,
+                p.server_no_context_takeover,
+            ),
+        };
+        Deflate {
+            compress: (ours >= 9).then(|| Compress::new_with_window_bits(Compression::new(level), false, ours)),
+            decompress: Decompress::new_with_window_bits(false, theirs.max(9)),
+            reset_compress: reset_ours,
+            reset_decompress: reset_theirs,
+            threshold,
+            sending_compressed: false,
+            description: p.to_offer().to_string(),
+        }
+    }
+
+    fn inflate(&mut self, mut input: &[u8], out: &mut BytesMut, max_len: usize) -> Result<(), ExtensionError> {
+        let too_big = ExtensionError {
+            code: CloseCode::MESSAGE_TOO_BIG,
+            reason: "message too big after inflating",
+        };
+        loop {
+            let start = out.len();
+            // One byte past the limit shows that the limit was passed.
+            let room = (max_len + 1).saturating_sub(start).min(CHUNK);
+            if room == 0 {
+                return Err(too_big);
+            }
+            grow_within(out, start + room, max_len + 1);
+            out.resize(start + room, 0);
+            let (in0, out0) = (self.decompress.total_in(), self.decompress.total_out());
+            let status = self
+                .decompress
+                .decompress(input, &mut out[start..], FlushDecompress::Sync);
+            let consumed = (self.decompress.total_in() - in0) as usize;
+            let produced = (self.decompress.total_out() - out0) as usize;
+            out.truncate(start + produced);
+            input = &input[consumed..];
+            match status {
+                Err(_) => {
+                    return Err(ExtensionError {
+                        code: CloseCode::INVALID_PAYLOAD,
+                        reason: "invalid compressed data",
+                    });
+                }
+                Ok(_) if out.len() > max_len => return Err(too_big),
+                Ok(Status::StreamEnd) => {
+                    // A final block: nothing may follow within this message.
+                    if !input.is_empty() {
+                        return Err(ExtensionError {
+                            code: CloseCode::INVALID_PAYLOAD,
+                            reason: "data after the end of the compressed stream",
+                        });
+                    }
+                    return Ok(());
+                }
+                Ok(_) => {
+                    // Done when all input is used and the output did not fill.
+                    if input.is_empty() && produced < room {
+                        return Ok(());
+                    }
+                    if consumed == 0 && produced == 0 {
+                        return Err(ExtensionError {
+                            code: CloseCode::INVALID_PAYLOAD,
+                            reason: "compressed data makes no progress",
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn deflate(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
+        let Some(c) = self.compress.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let start = out.len();
+            let room = CHUNK.max(input.len() / 2 + 64);
+            out.resize(start + room, 0);
+            let (in0, out0) = (c.total_in(), c.total_out());
+            let r = c.compress(input, &mut out[start..], FlushCompress::Sync);
+            let consumed = (c.total_in() - in0) as usize;
+            let produced = (c.total_out() - out0) as usize;
+            out.truncate(start + produced);
+            input = &input[consumed..];
+            if r.is_err() {
+                return Err(ExtensionError {
+                    code: CloseCode::INTERNAL_ERROR,
+                    reason: "compression failed",
+                });
+            }
+            // The sync flush is complete once the output did not fill up.
+            if input.is_empty() && produced < room {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Extension for Deflate {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn rsv_bits(&self) -> u8 {
+        RSV1
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn decode(
+        &mut self,
+        _first_rsv: u8,
+        payload: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        max_len: usize,
+    ) -> Result<(), ExtensionError> {
+        self.inflate(payload, out, max_len)?;
+        if fin {
+            // §7.2.2: append 00 00 ff ff to the payload of the message.
+            self.inflate(&TRAILER, out, max_len)?;
+            if self.reset_decompress {
+                self.decompress.reset(false);
+            }
+        }
+        Ok(())
+    }
+
+    fn encode(
+        &mut self,
+        _kind: DataKind,
+        payload: &[u8],
+        first: bool,
+        fin: bool,
+        out: &mut BytesMut,
+    ) -> Result<Encoded, ExtensionError> {
+        if first {
+            // A message sent whole is compressed from the threshold up; one
+            // sent in pieces always is (its size is unknown).
+            self.sending_compressed = self.compress.is_some() && (!fin || payload.len() >= self.threshold);
+        }
+        if !self.sending_compressed {
+            return Ok(Encoded::Unchanged);
+        }
+        self.deflate(payload, out)?;
+        if fin {
+            // §7.2.1: remove the 00 00 ff ff that ends the sync flush.
+            if out.ends_with(&TRAILER) {
+                out.truncate(out.len() - 4);
+            }
+            if out.is_empty() {
+                // An empty message: one empty stored block would be
+                // `00 00 00 ff ff` less the trailer; send a single 0x00.
+                out.extend_from_slice(&[0x00]);
+            }
+            if self.reset_compress
+                && let Some(c) = self.compress.as_mut()
+            {
+                c.reset();
+            }
+        }
+        Ok(Encoded::Transformed { rsv: RSV1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extension::parse_extensions;
+
+    fn offer(s: &str) -> ExtensionOffer {
+        parse_extensions([s.as_bytes()]).unwrap().remove(0)
+    }
+
+    #[test]
+    fn rfc7692_7_1_malformed_offers_are_declined() {
+        let pmd = PerMessageDeflate::default();
+        for bad in [
+            "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; server_max_window_bits=7",
+            "permessage-deflate; server_max_window_bits=16",
+            "permessage-deflate; server_max_window_bits=010",
+            "permessage-deflate; client_max_window_bits=0",
+            "permessage-deflate; server_no_context_takeover=1",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; foo",
+        ] {
+            assert_eq!(pmd.answer(&offer(bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc7692_7_1_answers() {
+        let pmd = PerMessageDeflate::default();
+        let a = |s: &str| pmd.answer(&offer(s)).unwrap().to_offer().to_string();
+        assert_eq!(a("permessage-deflate"), "permessage-deflate");
+        assert_eq!(a("permessage-deflate; client_max_window_bits"), "permessage-deflate");
+        assert_eq!(
+            a("permessage-deflate; server_max_window_bits=10; client_max_window_bits=12"),
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12"
+        );
+        assert_eq!(
+            a("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        let strict = PerMessageDeflate::new(
+            DeflateConfig::default()
+                .no_context_takeover(true)
+                .client_max_window_bits(10),
+        );
+        let b = |s: &str| strict.answer(&offer(s)).unwrap().to_offer().to_string();
+        // client_max_window_bits only when the client offered it.
+        assert_eq!(
+            b("permessage-deflate"),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+        assert_eq!(
+            b("permessage-deflate; client_max_window_bits"),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=10"
+        );
+    }
+
+    fn pair(server: DeflateConfig, client: DeflateConfig) -> (Box<dyn Extension>, Box<dyn Extension>) {
+        let c = PerMessageDeflate::new(client);
+        let s = PerMessageDeflate::new(server);
+        let offers = c.offers();
+        let refs: Vec<&ExtensionOffer> = offers.iter().collect();
+        let (resp, sext) = ServerExtension::negotiate(&s, &refs).unwrap();
+        let cext = ClientExtension::accept(&c, &resp).unwrap();
+        (sext, cext)
+    }
+
+    fn roundtrip(from: &mut dyn Extension, to: &mut dyn Extension, msg: &[u8]) -> Vec<u8> {
+        let mut enc = BytesMut::new();
+        let wire = match from.encode(DataKind::Binary, msg, true, true, &mut enc).unwrap() {
+            Encoded::Transformed { .. } => enc.to_vec(),
+            Encoded::Unchanged => return msg.to_vec(),
+        };
+        let mut out = BytesMut::new();
+        to.decode(RSV1, &wire, true, &mut out, 1 << 30).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn rfc7692_7_2_round_trip_every_window_and_takeover() {
+        let text: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("{{\"n\":{i},\"text\":\"hello\"}}").into_bytes())
+            .collect();
+        for bits in 8..=15 {
+            for nct in [false, true] {
+                let cfg = DeflateConfig::default()
+                    .server_max_window_bits(bits)
+                    .client_max_window_bits(bits)
+                    .no_context_takeover(nct)
+                    .threshold(0);
+                let (mut s, mut c) = pair(cfg.clone(), cfg);
+                for _ in 0..3 {
+                    assert_eq!(roundtrip(s.as_mut(), c.as_mut(), &text), text, "bits {bits} nct {nct}");
+                    assert_eq!(roundtrip(c.as_mut(), s.as_mut(), &text[..100]), &text[..100]);
+                    assert_eq!(roundtrip(c.as_mut(), s.as_mut(), b""), b"");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_hello_vector() {
+        // §7.2.3.1: "Hello" compressed with no context takeover.
+        let (_, mut c) = pair(DeflateConfig::default(), DeflateConfig::default());
+        let mut out = BytesMut::new();
+        c.decode(RSV1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut out, 100)
+            .unwrap();
+        assert_eq!(&out[..], b"Hello");
+        // §7.2.3.2: sharing the window, the second "Hello" is a back-reference.
+        out.clear();
+        c.decode(RSV1, &[0xf2, 0x00, 0x11, 0x00, 0x00], true, &mut out, 100)
+            .unwrap();
+        assert_eq!(&out[..], b"Hello");
+    }
+
+    #[test]
+    fn bomb_stops_at_the_limit() {
+        let (mut s, mut c) = pair(DeflateConfig::default().threshold(0), DeflateConfig::default());
+        let zeros = vec![0u8; 8 << 20];
+        let mut enc = BytesMut::new();
+        s.encode(DataKind::Binary, &zeros, true, true, &mut enc).unwrap();
+        assert!(enc.len() < 20_000, "8 MiB of zeros compresses to {}", enc.len());
+        let mut out = BytesMut::new();
+        let err = c.decode(RSV1, &enc, true, &mut out, 1 << 20).unwrap_err();
+        assert_eq!(err.code, CloseCode::MESSAGE_TOO_BIG);
+        assert!(out.capacity() <= (1 << 20) + CHUNK + 1, "allocated {}", out.capacity());
+    }
+
+    #[test]
+    fn garbage_is_invalid_payload() {
+        let (mut s, _) = pair(DeflateConfig::default(), DeflateConfig::default());
+        let mut out = BytesMut::new();
+        let err = s
+            .decode(RSV1, &[0xff, 0xff, 0xff, 0xff], true, &mut out, 1000)
+            .unwrap_err();
+        assert_eq!(err.code, CloseCode::INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn client_refuses_answers_it_did_not_offer() {
+        let c = PerMessageDeflate::new(DeflateConfig::default().server_max_window_bits(10));
+        assert!(c.accept(&offer("permessage-deflate")).is_err());
+        assert!(
+            c.accept(&offer("permessage-deflate; server_max_window_bits=12"))
+                .is_err()
+        );
+        assert!(c.accept(&offer("permessage-deflate; server_max_window_bits=9")).is_ok());
+        let d = PerMessageDeflate::new(DeflateConfig::default().client_max_window_bits(10));
+        assert!(
+            d.accept(&offer("permessage-deflate; client_max_window_bits=12"))
+                .is_err()
+        );
+        assert!(d.accept(&offer("permessage-deflate; client_max_window_bits")).is_err());
+        assert!(d.accept(&offer("permessage-deflate; x=1")).is_err());
+    }
+}
