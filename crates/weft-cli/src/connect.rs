@@ -55,7 +55,8 @@ const INPUT_HIGH_WATER: usize = 64 * 1024;
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub(crate) struct ConnectArgs {
-    /// The server's URL: ws://HOST[:PORT][/PATH], or wss://… for TLS.
+    /// The server's URL: ws://HOST:PORT/PATH (port and path optional), or
+    /// wss://… for TLS.
     #[arg(value_name = "URL")]
     url: String,
 
@@ -69,8 +70,8 @@ pub(crate) struct ConnectArgs {
     #[arg(long = "subprotocol", value_name = "NAME")]
     subprotocols: Vec<String>,
 
-    /// Send this Origin header, as a browser on that site would
-    /// (e.g. https://example.com).
+    /// Send this Origin header (scheme, host and port of a site), as a browser
+    /// showing a page from that site would.
     #[arg(long, value_name = "URL")]
     origin: Option<String>,
 

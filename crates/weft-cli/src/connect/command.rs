@@ -35,7 +35,7 @@ Lines you type are sent as text messages. Commands:
                           those bytes, anything else its UTF-8 bytes
   /quit                   close with 1000 and exit (Ctrl-D does the same)
   /help                   this list
-  //text                  send a line that starts with / (here: \"/text\")";
+  //text                  send the text \"/text\": a line starting with // loses one /";
 
 /// Understand one line typed in interactive mode. `Err` is a message for
 /// the user; nothing is sent.
