@@ -156,14 +156,11 @@ async fn connect(args: &ConnectArgs) -> Result<WebSocket<MaybeTlsStream>, String
         client = client.origin(origin);
     }
     if args.insecure {
-        eprintln!(
-            "weft connect: warning: --insecure: the server's certificate is not verified{}",
-            if url.tls {
-                ""
-            } else {
-                " (and has no effect on ws:// URLs)"
-            }
-        );
+        if url.tls {
+            eprintln!("weft connect: warning: --insecure: the server's certificate is not verified");
+        } else {
+            eprintln!("weft connect: warning: --insecure has no effect on ws:// URLs");
+        }
     }
     if args.insecure || args.ca_file.is_some() {
         let tls = weft::tls::client_config(args.ca_file.as_deref(), args.insecure).map_err(|e| match e {
