@@ -44,7 +44,7 @@ echo "weft binary: $WEFT_BIN"
 
 # A self-signed certificate for 127.0.0.1 and localhost.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext basicConstraints=critical,CA:FALSE \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null || { echo "openssl failed"; exit 1; }
 
 # Start `weft serve` on port 0 and read the address it prints. Not in a
