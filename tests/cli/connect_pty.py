@@ -199,7 +199,7 @@ def one_line_error(name, status, err, needle):
 def interactive_session(weft, url):
     t = Pty([weft, "connect", "--show-ping-pong", url])
     try:
-        ok, _ = t.expect(r"Connected to ws://127\.0\.0\.1:\d+/echo \(protocol: none, extensions: none\)")
+        ok, _ = t.expect(r"Connected to ws://127\.0\.0\.1:\d+/echo \(protocol: none, extensions: permessage-deflate\)")
         if not check("pty: connect prints the Connected line", ok, t.tail()):
             return
         t.type("hello from a pty")

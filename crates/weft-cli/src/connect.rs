@@ -85,6 +85,11 @@ pub(crate) struct ConnectArgs {
     #[arg(long)]
     insecure: bool,
 
+    /// Do not offer permessage-deflate compression (offered by default, as
+    /// browsers do; the agreed parameters are shown on connect).
+    #[arg(long)]
+    no_compression: bool,
+
     /// Print the pings and pongs that arrive ("Ping: …", "Pong: …"). The pong
     /// answering a /ping is printed in any case.
     #[arg(long)]
@@ -151,6 +156,9 @@ async fn connect(args: &ConnectArgs) -> Result<WebSocket<MaybeTlsStream>, String
     }
     for p in &args.subprotocols {
         client = client.protocol(p);
+    }
+    if !args.no_compression {
+        client = client.extension(std::sync::Arc::new(weft::proto::deflate::PerMessageDeflate::default()));
     }
     if let Some(origin) = &args.origin {
         client = client.origin(origin);

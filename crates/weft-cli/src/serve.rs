@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +17,8 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use weft::CloseCode;
 use weft::axum::WebSocketUpgrade;
+use weft::proto::deflate::PerMessageDeflate;
+use weft::proto::{Accept, ServerExtension};
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_CSS: &str = include_str!("../../../web/app.css");
@@ -39,6 +42,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Do not offer permessage-deflate compression on /echo (it is offered by
+    /// default, as browsers ask for it).
+    #[arg(long)]
+    no_compression: bool,
+
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
@@ -48,6 +56,8 @@ pub(crate) struct ServeArgs {
 struct AppState {
     shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
+    /// Extensions offered on /echo.
+    extensions: Vec<Arc<dyn ServerExtension>>,
 }
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
@@ -82,9 +92,15 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
+    let extensions: Vec<Arc<dyn ServerExtension>> = if args.no_compression {
+        Vec::new()
+    } else {
+        vec![Arc::new(PerMessageDeflate::default())]
+    };
     let app = router(AppState {
         shutdown: stop_rx.clone(),
         tracker: tracker.clone(),
+        extensions,
     });
 
     let mut stop = stop_rx.clone();
@@ -182,6 +198,10 @@ async fn echo(axum::extract::State(state): axum::extract::State<AppState>, ws: W
     let tracker = state.tracker.clone();
     let mut stop = state.shutdown.clone();
     let token = tracker.token();
+    let ws = ws.accept(Accept {
+        extensions: state.extensions.clone(),
+        ..Accept::default()
+    });
     ws.on_upgrade(move |mut ws| async move {
         let _token = token;
         tracing::debug!(origin = ?peer_origin, "echo connection opened");
