@@ -10,9 +10,14 @@ const ui = {
   close: $('close'), reconnect: $('reconnect'), log: $('log'),
 };
 
-const override = new URLSearchParams(location.search).get('url');
+const params = new URLSearchParams(location.search);
+const override = params.get('url');
+// A server started with --token needs it on the upgrade; browsers cannot set
+// headers on a WebSocket, so it travels as a query parameter.
+const token = params.get('token');
 const url = override ||
-  (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/echo';
+  (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/echo' +
+  (token ? '?token=' + encodeURIComponent(token) : '');
 
 let ws = null;
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod connect;
+mod ratelog;
 mod serve;
 
 /// weft: a WebSocket server, client and demo.

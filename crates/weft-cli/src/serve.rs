@@ -1,4 +1,5 @@
-//! `weft serve`: the demo page, `/echo`, `/healthz`, over HTTP or HTTPS.
+//! `weft serve`: the demo page, `/echo`, `/healthz`, over HTTP or HTTPS, with
+//! bounded resources and an admission policy.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,25 +8,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
-use weft::CloseCode;
-use weft::axum::WebSocketUpgrade;
+use tower_service::Service;
+use weft::axum::{Rejection, WebSocketUpgrade};
+use weft::policy::{OriginPolicy, TokenAuth};
 use weft::proto::deflate::PerMessageDeflate;
 use weft::proto::{Accept, ServerExtension};
+use weft::{CloseCode, Config, Keepalive};
+
+use crate::ratelog::RateLimitedLog;
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
 const APP_CSS: &str = include_str!("../../../web/app.css");
 const APP_JS: &str = include_str!("../../../web/app.js");
 
-/// How long open connections get to close after Ctrl-C or SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The answer past `--max-connections`, before any upgrade.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 31\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver at its connection limit\n";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -47,18 +55,71 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     no_compression: bool,
 
+    /// Origins whose pages may open WebSockets, besides the server's own
+    /// origin: exact origins (https://app.example.com), subdomain patterns
+    /// (*.example.com or https://*.example.com) or * for any. Repeatable.
+    /// Without it only same-origin pages (and clients that send no Origin,
+    /// such as command-line tools) may connect; others get 403.
+    #[arg(long = "allow-origin", value_name = "PATTERN")]
+    allow_origin: Vec<String>,
+
+    /// Require this token on WebSocket upgrades, as `Authorization: Bearer
+    /// TOKEN` or a `token=TOKEN` query parameter; others get 401. The demo
+    /// page passes on a `?token=` from its own URL.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+
+    /// Most simultaneous connections; further ones get 503 before any upgrade.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_connections: usize,
+
+    /// Largest message accepted, in bytes (larger ones close with 1009).
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    max_message_size: usize,
+
+    /// Largest frame accepted, in bytes (larger ones close with 1009).
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    max_frame_size: usize,
+
+    /// Outgoing bytes queued per connection before the server stops reading
+    /// from it; a peer that does not read for 30 s is disconnected.
+    #[arg(long, default_value_t = 128 * 1024, value_name = "BYTES")]
+    write_buffer: usize,
+
+    /// Seconds a connection may stay silent before it is pinged; it is
+    /// dropped if nothing arrives within as long again. 0 turns keepalive off.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    idle_timeout: u64,
+
+    /// Seconds a client has to send its request head (TLS included).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    handshake_timeout: u64,
+
+    /// Seconds open connections get to close after Ctrl-C or SIGTERM.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    shutdown_timeout: u64,
+
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
 }
 
+/// What every request handler shares.
 #[derive(Clone)]
 struct AppState {
     shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
     /// Extensions offered on /echo.
     extensions: Vec<Arc<dyn ServerExtension>>,
+    origins: Arc<OriginPolicy>,
+    token: Option<Arc<TokenAuth>>,
+    config: Config,
+    log: Arc<RateLimitedLog>,
 }
+
+/// The peer's address, put on each request for the logs.
+#[derive(Clone, Copy, Debug)]
+struct PeerAddr(SocketAddr);
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
@@ -67,6 +128,13 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    let origins = match OriginPolicy::parse(&args.allow_origin.iter().map(String::as_str).collect::<Vec<_>>()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("weft serve: --allow-origin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match weft::tls::server_config(cert, key) {
             Ok(cfg) => Some(tokio_rustls::TlsAcceptor::from(cfg)),
@@ -90,18 +158,38 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     // Printed for scripts that start the server on port 0.
     eprintln!("weft serve: listening on {scheme}://{local}/");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let tracker = TaskTracker::new();
+    let handshake_timeout = Duration::from_secs(args.handshake_timeout.max(1));
+    let idle = Duration::from_secs(args.idle_timeout);
+    let config = Config::default()
+        .protocol(
+            weft::proto::Config::default()
+                .max_message_size(args.max_message_size)
+                .max_frame_size(args.max_frame_size),
+        )
+        .write_buffer_size(args.write_buffer)
+        .handshake_timeout(handshake_timeout)
+        .keepalive((!idle.is_zero()).then_some(Keepalive {
+            interval: idle,
+            timeout: idle,
+        }));
     let extensions: Vec<Arc<dyn ServerExtension>> = if args.no_compression {
         Vec::new()
     } else {
         vec![Arc::new(PerMessageDeflate::default())]
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tracker = TaskTracker::new();
+    let log = Arc::new(RateLimitedLog::new(20));
     let app = router(AppState {
         shutdown: stop_rx.clone(),
         tracker: tracker.clone(),
         extensions,
+        origins: Arc::new(origins),
+        token: args.token.as_deref().map(|t| Arc::new(TokenAuth::new(t))),
+        config,
+        log: log.clone(),
     });
+    let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 
     let mut stop = stop_rx.clone();
     loop {
@@ -109,27 +197,40 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             _ = shutdown_signal() => break,
             _ = stop.changed() => break,
             accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
+                let (mut tcp, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!("accept failed: {e}");
+                        log.warn(format_args!("accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let _ = tcp.set_nodelay(true);
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    log.warn(format_args!("{peer}: refused with 503: {} connections open", args.max_connections));
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            let _ = tcp.write_all(BUSY_RESPONSE).await;
+                            let _ = tcp.shutdown().await;
+                        })
+                        .await;
+                    });
+                    continue;
+                };
                 let app = app.clone();
                 let tls = tls.clone();
                 let stop = stop_rx.clone();
+                let log = log.clone();
                 tracker.spawn(async move {
+                    let _permit = permit;
                     match tls {
-                        Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_http(stream, app, stop).await,
-                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => serve_http(stream, peer, app, stop, handshake_timeout).await,
+                            Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
+                            Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
                         },
-                        None => serve_http(tcp, app, stop).await,
+                        None => serve_http(tcp, peer, app, stop, handshake_timeout).await,
                     }
                 });
             }
@@ -139,29 +240,68 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     drop(listener);
     let _ = stop_tx.send(true);
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+    let grace = Duration::from_secs(args.shutdown_timeout);
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections did not close within {grace:?}");
     }
     ExitCode::SUCCESS
 }
 
-async fn serve_http<S>(io: S, app: Router, mut stop: watch::Receiver<bool>)
+async fn serve_http<S>(io: S, peer: SocketAddr, app: Router, mut stop: watch::Receiver<bool>, head_timeout: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(app);
+    // Tag each request with the peer's address for the logs.
+    let service = TowerToHyperService::new(tower_service_fn(move |mut req: Request| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        let mut app = app.clone();
+        app.call(req)
+    }));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(head_timeout)
+        .max_buf_size(16 * 1024)
+        .max_headers(64)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
-        r = conn.as_mut() => if let Err(e) = r { tracing::debug!("HTTP connection ended: {e}") },
+        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, "HTTP connection ended: {e}") },
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// A `tower_service::Service` from a closure over axum requests.
+fn tower_service_fn<F, Fut>(f: F) -> ServiceFn<F>
+where
+    F: FnMut(Request) -> Fut,
+{
+    ServiceFn(f)
+}
+
+#[derive(Clone)]
+struct ServiceFn<F>(F);
+
+impl<F, Fut, B> Service<hyper::Request<B>> for ServiceFn<F>
+where
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, std::convert::Infallible>>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = Fut;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: hyper::Request<B>) -> Fut {
+        (self.0)(req.map(axum::body::Body::new))
     }
 }
 
@@ -193,18 +333,47 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
 /// Echo: text stays text, binary stays binary; the peer's close code is
 /// echoed by the protocol core. Replies are queued with `feed` and written
 /// together when the socket has nothing more to read.
-async fn echo(axum::extract::State(state): axum::extract::State<AppState>, ws: WebSocketUpgrade) -> Response {
-    let peer_origin = ws.request().origin().map(str::to_owned);
+async fn echo(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<PeerAddr>>,
+    ws: Result<WebSocketUpgrade, Rejection>,
+) -> Response {
+    let peer = peer.map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            state.log.warn(format_args!(
+                "{peer}: handshake refused with {}: {}",
+                rejection.0.status(),
+                rejection.0
+            ));
+            return rejection.into_response();
+        }
+    };
+    let admitted = state
+        .origins
+        .check_request(ws.request())
+        .and_then(|()| match &state.token {
+            Some(auth) => auth.check(ws.request()),
+            None => Ok(()),
+        });
+    if let Err(e) = admitted {
+        state
+            .log
+            .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
+        return Rejection(e).into_response();
+    }
     let tracker = state.tracker.clone();
     let mut stop = state.shutdown.clone();
     let token = tracker.token();
-    let ws = ws.accept(Accept {
+    let log = state.log.clone();
+    let ws = ws.config(state.config.clone()).accept(Accept {
         extensions: state.extensions.clone(),
         ..Accept::default()
     });
     ws.on_upgrade(move |mut ws| async move {
         let _token = token;
-        tracing::debug!(origin = ?peer_origin, "echo connection opened");
+        tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
         loop {
             tokio::select! {
                 msg = ws.recv() => match msg {
@@ -214,12 +383,18 @@ async fn echo(axum::extract::State(state): axum::extract::State<AppState>, ws: W
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::info!("echo connection failed: {e}");
+                        log.warn(format_args!("{peer}: connection closed abnormally: {e}"));
                         break;
                     }
                     None => break,
                 },
                 _ = stop.changed() => {
+                    // Answer what already arrived, then close with 1001.
+                    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::ZERO, ws.recv()).await {
+                        if ws.feed(msg).await.is_err() {
+                            break;
+                        }
+                    }
                     let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
                     break;
                 }
