@@ -244,6 +244,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             k.sleep.as_mut().reset(now + k.cfg.interval);
         } else if k.awaiting {
             self.conn.abort("keepalive timed out");
+            // `done` means the transport is shut down: do it now rather than
+            // when the socket is dropped. Best effort: a dead peer may never
+            // take a TLS close_notify, and that must not hold up the error.
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
             self.done = true;
             self.reported = true;
             return Poll::Ready(Err(Error::Timeout("keepalive")));
