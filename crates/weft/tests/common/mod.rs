@@ -117,11 +117,19 @@ pub(crate) async fn read_head(tcp: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
-/// Read everything until the peer closes.
+/// Read everything until the peer closes. A reset after the data counts as
+/// the end (a server that closes with unread input resets the connection).
 pub(crate) async fn read_to_end(tcp: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
-    tcp.read_to_end(&mut all).await.unwrap();
-    all
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf).await {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return all,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
 }
 
 /// Connect, upgrade by hand, and check the 101.
@@ -132,6 +140,16 @@ pub(crate) async fn raw_client(addr: SocketAddr) -> TcpStream {
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert!(head.contains(ACCEPT), "{head}");
     tcp
+}
+
+/// Answer an upgrade request by hand, with the protocol core only, so the
+/// test can then write arbitrary bytes.
+pub(crate) async fn raw_server_handshake(tcp: &mut TcpStream) {
+    use weft::proto::{Accept, HandshakeLimits, Request, UpgradeRequest};
+    let head = read_head(tcp).await;
+    let req = Request::parse(head.as_bytes(), &HandshakeLimits::default()).unwrap();
+    let up = UpgradeRequest::new(req).unwrap();
+    tcp.write_all(&up.accept(&Accept::default()).response).await.unwrap();
 }
 
 /// A frame as a client sends it (masked with `mask`), or unmasked with `None`.
