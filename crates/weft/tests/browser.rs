@@ -63,7 +63,11 @@ async fn open_message_close_in_order_with_ready_states() {
     assert_eq!(ws.close(Some(999), None), Err(DomError::InvalidAccess));
     assert_eq!(ws.close(Some(1001), None), Err(DomError::InvalidAccess));
     assert_eq!(ws.close(Some(1000), Some(&"x".repeat(124))), Err(DomError::Syntax));
-    assert_eq!(ws.ready_state(), ReadyState::Connecting, "a refused close() changes nothing");
+    assert_eq!(
+        ws.ready_state(),
+        ReadyState::Connecting,
+        "a refused close() changes nothing"
+    );
 
     assert_eq!(next(&mut ws).await, Some(WsEvent::Open));
     assert_eq!(ws.ready_state(), ReadyState::Open);

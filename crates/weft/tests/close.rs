@@ -59,7 +59,9 @@ async fn client_initiated_close() {
         assert!(server.recv().await.is_none(), "and stays ended");
         server
     });
-    within("client close", client.close(CloseCode(4000), "client done")).await.unwrap();
+    within("client close", client.close(CloseCode(4000), "client done"))
+        .await
+        .unwrap();
     let server = within("server end", server_side).await.unwrap();
 
     assert_eq!(server.close_frame(), Some(&CloseFrame::new(4000, "client done")));
@@ -87,7 +89,9 @@ async fn server_initiated_close() {
         assert!(client.recv().await.is_none(), "recv ends after the close");
         client
     });
-    within("server close", server.close(CloseCode::GOING_AWAY, "restarting")).await.unwrap();
+    within("server close", server.close(CloseCode::GOING_AWAY, "restarting"))
+        .await
+        .unwrap();
     let client = within("client end", client_side).await.unwrap();
 
     assert_eq!(client.close_frame(), Some(&CloseFrame::new(1001, "restarting")));
@@ -103,7 +107,10 @@ async fn close_without_a_code_is_seen_as_no_status() {
     let (mut server, _slog, mut client, _clog) = pair().await;
     client.start_close(None).await.unwrap();
     assert_eq!(client.state(), State::Closing);
-    let ev = within("server close event", server.recv_event()).await.unwrap().unwrap();
+    let ev = within("server close event", server.recv_event())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ev, weft::Event::Close(None));
     assert!(server.recv().await.is_none());
     assert!(server.close_frame().is_none());

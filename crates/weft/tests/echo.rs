@@ -80,7 +80,9 @@ mod tls {
     }
 
     /// A wss echo server; the TLS handshake errors it sees go to `failures`.
-    async fn spawn_tls_echo(config: Arc<rustls::ServerConfig>) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    async fn spawn_tls_echo(
+        config: Arc<rustls::ServerConfig>,
+    ) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let (listener, addr) = common::listen().await;
         let acceptor = TlsAcceptor::from(config);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -25,7 +25,10 @@ struct Seen {
 /// Accepts `/chat` (choosing `chat.v2` if offered, else nothing), refuses any
 /// other path with 404. Reports what the callback saw and how `accept_with`
 /// ended.
-async fn spawn_server() -> (SocketAddr, mpsc::UnboundedReceiver<(Option<Seen>, Result<Option<String>, Error>)>) {
+async fn spawn_server() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<(Option<Seen>, Result<Option<String>, Error>)>,
+) {
     let (listener, addr) = listen().await;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -120,7 +123,11 @@ async fn subprotocol_origin_query_and_headers_reach_the_callback() {
     assert_eq!(seen.origin.as_deref(), Some("https://app.example"));
     assert_eq!(seen.protocols, ["chat.v1", "chat.v2"]);
     assert_eq!(seen.custom.as_deref(), Some("forty-two"));
-    assert_eq!(r.unwrap().as_deref(), Some("chat.v2"), "the server socket knows the protocol");
+    assert_eq!(
+        r.unwrap().as_deref(),
+        Some("chat.v2"),
+        "the server socket knows the protocol"
+    );
 
     ws.send("after the handshake").await.unwrap();
     assert_eq!(ws.recv().await.unwrap().unwrap().as_text(), Some("after the handshake"));
@@ -160,7 +167,10 @@ async fn version_14_gets_426_naming_version_13() {
     assert!(has_header(&resp, "Sec-WebSocket-Version: 13"), "{resp}");
     let (seen, r) = within("server result", results.recv()).await.unwrap();
     assert!(seen.is_none(), "the callback is not asked about a broken request");
-    assert!(matches!(r, Err(Error::Handshake(HandshakeError::UnsupportedVersion))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Handshake(HandshakeError::UnsupportedVersion))),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +181,10 @@ async fn post_gets_405_allowing_get() {
     assert!(resp.starts_with("HTTP/1.1 405 "), "{resp}");
     assert!(has_header(&resp, "Allow: GET"), "{resp}");
     let (_, r) = within("server result", results.recv()).await.unwrap();
-    assert!(matches!(r, Err(Error::Handshake(HandshakeError::MethodNotGet(ref m))) if m == "POST"), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Handshake(HandshakeError::MethodNotGet(ref m))) if m == "POST"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

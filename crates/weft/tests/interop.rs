@@ -88,7 +88,9 @@ async fn weft_server_with_tungstenite_client() {
     // Fragmented binary, 300 KiB in three frames.
     let b = binary(300 * 1024);
     tt.send(tt_fragment(&b[..1000], Data::Binary, false)).await.unwrap();
-    tt.send(tt_fragment(&b[1000..200_000], Data::Continue, false)).await.unwrap();
+    tt.send(tt_fragment(&b[1000..200_000], Data::Continue, false))
+        .await
+        .unwrap();
     tt.send(tt_fragment(&b[200_000..], Data::Continue, true)).await.unwrap();
     match within("reassembled binary", tt.next()).await.unwrap().unwrap() {
         TtMessage::Binary(got) => assert!(got[..] == b[..], "reassembled binary differs"),
@@ -128,7 +130,9 @@ async fn weft_server_fragments_and_close_to_tungstenite_client() {
                     .unwrap();
             }
             // An empty final fragment ends a message too.
-            ws.send_fragment(DataKind::Binary, Bytes::from_static(b"tail"), false).await.unwrap();
+            ws.send_fragment(DataKind::Binary, Bytes::from_static(b"tail"), false)
+                .await
+                .unwrap();
             ws.send_fragment(DataKind::Binary, Bytes::new(), true).await.unwrap();
             ws.close(CloseCode(4001), "weft-bye").await.unwrap();
             (ws.state(), ws.close_frame().cloned())
@@ -161,7 +165,11 @@ async fn weft_server_fragments_and_close_to_tungstenite_client() {
     }
     let (state, frame) = within("server", server).await.unwrap();
     assert_eq!(state, State::Closed);
-    assert_eq!(frame.map(|f| f.code), Some(CloseCode(4001)), "tungstenite echoed the code");
+    assert_eq!(
+        frame.map(|f| f.code),
+        Some(CloseCode(4001)),
+        "tungstenite echoed the code"
+    );
 }
 
 #[tokio::test]
@@ -200,11 +208,18 @@ async fn tungstenite_server_with_weft_client() {
     for (i, p) in pieces.into_iter().enumerate() {
         ws.send_fragment(DataKind::Text, p, i + 1 == n).await.unwrap();
     }
-    assert_eq!(within("text", ws.recv()).await.unwrap().unwrap().as_text(), Some(whole.as_str()));
+    assert_eq!(
+        within("text", ws.recv()).await.unwrap().unwrap().as_text(),
+        Some(whole.as_str())
+    );
     let b = binary(100_000);
-    ws.send_fragment(DataKind::Binary, b[..10].to_vec(), false).await.unwrap();
+    ws.send_fragment(DataKind::Binary, b[..10].to_vec(), false)
+        .await
+        .unwrap();
     ws.ping(&b"mid-message"[..]).await.unwrap();
-    ws.send_fragment(DataKind::Binary, b[10..].to_vec(), true).await.unwrap();
+    ws.send_fragment(DataKind::Binary, b[10..].to_vec(), true)
+        .await
+        .unwrap();
     let mut saw_pong = false;
     let got = loop {
         match within("binary", ws.recv_event()).await.unwrap().unwrap() {
@@ -219,7 +234,9 @@ async fn tungstenite_server_with_weft_client() {
     assert!(saw_pong, "tungstenite answered the ping sent between fragments");
     assert!(got == Message::from(b), "reassembled binary differs");
 
-    within("close", ws.close(CloseCode(4002), "weft-client-bye")).await.unwrap();
+    within("close", ws.close(CloseCode(4002), "weft-client-bye"))
+        .await
+        .unwrap();
     assert_eq!(ws.state(), State::Closed);
     assert_eq!(ws.close_frame().map(|f| f.code), Some(CloseCode(4002)));
     let f = within("server saw close", close_rx.recv()).await.unwrap().unwrap();
@@ -241,7 +258,9 @@ async fn tungstenite_server_fragments_and_close_to_weft_client() {
             tt.send(tt_fragment(&pieces[1], Data::Continue, false)).await.unwrap();
             tt.send(tt_fragment(&pieces[2], Data::Continue, true)).await.unwrap();
             tt.send(tt_fragment(&big[..75_000], Data::Binary, false)).await.unwrap();
-            tt.send(tt_fragment(&big[75_000..], Data::Continue, true)).await.unwrap();
+            tt.send(tt_fragment(&big[75_000..], Data::Continue, true))
+                .await
+                .unwrap();
             tt.close(Some(tt_close(4003, "tt-server-bye"))).await.unwrap();
             // Read the reply; the stream then ends and TCP is closed on drop.
             while let Some(Ok(_)) = tt.next().await {}

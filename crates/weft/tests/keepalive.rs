@@ -51,7 +51,9 @@ async fn a_silent_peer_is_pinged_then_dropped() {
 
     // The server closed the transport although the socket is still held.
     let mut rest = Vec::new();
-    let n = within("EOF at the silent peer", tcp.read_to_end(&mut rest)).await.unwrap();
+    let n = within("EOF at the silent peer", tcp.read_to_end(&mut rest))
+        .await
+        .unwrap();
     assert_eq!(n, 0, "nothing follows the ping: {rest:?}");
 }
 
