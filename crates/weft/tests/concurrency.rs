@@ -50,7 +50,7 @@ async fn thousand_concurrent_connections_each_echo() {
             let mut ws = weft::connect(&format!("ws://{addr}/")).await.unwrap();
             barrier.wait().await;
             for j in 0..MESSAGES {
-                let m = if j % 2 == 0 {
+                let m = if j.is_multiple_of(2) {
                     Message::from(format!("client {i} message {j}"))
                 } else {
                     Message::from(vec![i as u8, (i >> 8) as u8, j as u8])

@@ -9,7 +9,7 @@ use weft::proto::State;
 use weft::{CloseCode, Message, Server};
 
 fn message(i: usize, size: usize) -> Message {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Message::from(format!("{i}:{}", "x".repeat(size)))
     } else {
         let mut b = binary(size);
