@@ -45,7 +45,10 @@ fn check(pieces: &[Fragment], kind: DataKind, expected: &[u8]) {
     assert!(pieces[0].first, "the first piece is marked first");
     assert!(pieces.iter().skip(1).all(|p| !p.first), "only the first piece is first");
     assert!(pieces.last().unwrap().fin, "the last piece is marked fin");
-    assert!(pieces.iter().rev().skip(1).all(|p| !p.fin), "only the last piece is fin");
+    assert!(
+        pieces.iter().rev().skip(1).all(|p| !p.fin),
+        "only the last piece is fin"
+    );
     assert!(pieces.iter().all(|p| p.kind == kind));
     let whole: Vec<u8> = pieces.iter().flat_map(|p| p.data.iter().copied()).collect();
     assert_eq!(whole.len(), expected.len());
@@ -88,7 +91,10 @@ async fn one_mib_messages_come_up_as_fragments() {
 
     // recv() refuses streaming mode instead of dropping pieces.
     client.send("small").await.unwrap();
-    assert!(matches!(within("recv", ws.recv()).await, Some(Err(Error::StreamingMode))));
+    assert!(matches!(
+        within("recv", ws.recv()).await,
+        Some(Err(Error::StreamingMode))
+    ));
 }
 
 #[tokio::test]
