@@ -115,6 +115,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         && d.as_mut().poll(cx).is_ready()
                     {
                         self.conn.abort("write timed out");
+                        // The connection is over: shut the transport down now
+                        // (best effort: the peer is not reading, so a TLS
+                        // close_notify may never go out) instead of waiting
+                        // for the output to drain, which it never will; recv
+                        // then reports the failure once and ends.
+                        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                        self.done = true;
                         return Poll::Ready(Err(Error::Timeout(if self.deadline_is_close {
                             "close"
                         } else {
