@@ -10,7 +10,7 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,6 +115,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         && d.as_mut().poll(cx).is_ready()
                     {
                         self.conn.abort("write timed out");
+                        // The connection is over: shut the transport down now
+                        // (best effort: the peer is not reading, so a TLS
+                        // close_notify may never go out) instead of waiting
+                        // for the output to drain, which it never will; recv
+                        // then reports the failure once and ends.
+                        let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                        self.done = true;
                         return Poll::Ready(Err(Error::Timeout(if self.deadline_is_close {
                             "close"
                         } else {
@@ -244,6 +251,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             k.sleep.as_mut().reset(now + k.cfg.interval);
         } else if k.awaiting {
             self.conn.abort("keepalive timed out");
+            // `done` means the transport is shut down: do it now rather than
+            // when the socket is dropped. Best effort: a dead peer may never
+            // take a TLS close_notify, and that must not hold up the error.
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
             self.done = true;
             self.reported = true;
             return Poll::Ready(Err(Error::Timeout("keepalive")));
@@ -436,7 +447,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Split into a receiving and a sending half, each usable from its own task.
     pub fn split(self) -> (ReadHalf<S>, WriteHalf<S>) {
-        let shared = Arc::new(Mutex::new(self.inner));
+        let wakers = Arc::new(HalfWakers::default());
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(self.inner),
+            waker: Waker::from(wakers.clone()),
+            wakers,
+        });
         (ReadHalf { inner: shared.clone() }, WriteHalf { inner: shared })
     }
 }
@@ -505,20 +521,96 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 }
 
-fn lock<S>(m: &Mutex<Inner<S>>) -> MutexGuard<'_, Inner<S>> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The tasks polling each half of a split socket.
+///
+/// Both halves drive one transport, and a transport remembers one waker per
+/// direction: the read half writes too (pongs, close replies, output the
+/// write half queued), so whichever half polled a direction last would be
+/// the only one woken, and the other could wait forever (the write half
+/// blocked on a full socket while the read half took over the write
+/// registration, say). The halves therefore poll the transport and the timers
+/// with one waker that wakes both; a half woken for nothing polls again and
+/// goes back to waiting.
+#[derive(Default)]
+struct HalfWakers {
+    read: Mutex<Option<Waker>>,
+    write: Mutex<Option<Waker>>,
+}
+
+impl HalfWakers {
+    fn register(&self, side: Side, waker: &Waker) {
+        let mut slot = lock(match side {
+            Side::Read => &self.read,
+            Side::Write => &self.write,
+        });
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for HalfWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for slot in [&self.read, &self.write] {
+            // Release the slot's lock before waking.
+            let waker = lock(slot).take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+/// What the halves of a split socket share.
+struct Shared<S> {
+    inner: Mutex<Inner<S>>,
+    wakers: Arc<HalfWakers>,
+    /// Wakes both halves (made once from `wakers`).
+    waker: Waker,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
+        lock(&self.inner)
+    }
+
+    /// Poll the connection for the half `side`, with the waker of both halves.
+    fn poll<R>(
+        &self,
+        side: Side,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Inner<S>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R> {
+        self.wakers.register(side, cx.waker());
+        let mut both = Context::from_waker(&self.waker);
+        f(&mut self.lock(), &mut both)
+    }
 }
 
 /// The receiving half of a split [`WebSocket`]. Pings are still answered
 /// automatically.
 pub struct ReadHalf<S> {
-    inner: Arc<Mutex<Inner<S>>>,
+    inner: Arc<Shared<S>>,
 }
 
 /// The sending half of a split [`WebSocket`].
 pub struct WriteHalf<S> {
-    inner: Arc<Mutex<Inner<S>>>,
+    inner: Arc<Shared<S>>,
 }
 
 impl<S> std::fmt::Debug for ReadHalf<S> {
@@ -536,17 +628,19 @@ impl<S> std::fmt::Debug for WriteHalf<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
     /// The next whole message; `None` after a clean close. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| lock(&self.inner).poll_message(cx)).await
+        poll_fn(|cx| self.inner.poll(Side::Read, cx, Inner::poll_message)).await
     }
 
     /// The next event. Cancel-safe.
     pub async fn recv_event(&mut self) -> Option<Result<Event, Error>> {
-        poll_fn(|cx| lock(&self.inner).poll_event(cx)).await.transpose()
+        poll_fn(|cx| self.inner.poll(Side::Read, cx, Inner::poll_event))
+            .await
+            .transpose()
     }
 
     /// The peer's close frame, once received.
     pub fn close_frame(&self) -> Option<CloseFrame> {
-        lock(&self.inner).peer_close.clone()
+        self.inner.lock().peer_close.clone()
     }
 
     /// Put the halves back together.
@@ -556,8 +650,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
         }
         drop(other);
         match Arc::try_unwrap(self.inner) {
-            Ok(m) => Ok(WebSocket {
-                inner: m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Ok(shared) => Ok(WebSocket {
+                inner: shared.inner.into_inner().unwrap_or_else(|p| p.into_inner()),
             }),
             Err(_) => unreachable!("both halves were given"),
         }
@@ -574,27 +668,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// Queue a message (waiting while the output is over the threshold).
     pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
         let msg = msg.into();
-        poll_fn(|cx| lock(&self.inner).poll_ready(cx)).await?;
-        lock(&self.inner).conn.send(msg)?;
+        poll_fn(|cx| self.inner.poll(Side::Write, cx, Inner::poll_ready)).await?;
+        self.inner.lock().conn.send(msg)?;
         Ok(())
     }
 
     /// Write everything queued. Cancel-safe.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        poll_fn(|cx| lock(&self.inner).poll_write_out(cx)).await
+        poll_fn(|cx| self.inner.poll(Side::Write, cx, Inner::poll_write_out)).await
     }
 
     /// Send one piece of a message (streaming out).
     pub async fn send_fragment(&mut self, kind: DataKind, data: impl Into<Bytes>, fin: bool) -> Result<(), Error> {
         let data = data.into();
-        poll_fn(|cx| lock(&self.inner).poll_ready(cx)).await?;
-        lock(&self.inner).conn.send_fragment(kind, data, fin)?;
+        poll_fn(|cx| self.inner.poll(Side::Write, cx, Inner::poll_ready)).await?;
+        self.inner.lock().conn.send_fragment(kind, data, fin)?;
         self.flush().await
     }
 
     /// Send a ping.
     pub async fn ping(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
-        lock(&self.inner).conn.send_ping(data)?;
+        self.inner.lock().conn.send_ping(data)?;
         self.flush().await
     }
 
@@ -602,35 +696,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// and the end of the connection.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         let mut frame = Some(Some(CloseFrame::new(code, reason)));
-        poll_fn(|cx| lock(&self.inner).poll_close_send(cx, &mut frame)).await
+        poll_fn(|cx| {
+            self.inner
+                .poll(Side::Write, cx, |i, cx| i.poll_close_send(cx, &mut frame))
+        })
+        .await
     }
 
     /// Bytes queued and not yet written.
     pub fn buffered_amount(&self) -> usize {
-        lock(&self.inner).conn.buffered_amount()
+        self.inner.lock().conn.buffered_amount()
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<S> {
     type Item = Result<Message, Error>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        lock(&self.inner).poll_message(cx)
+        self.inner.poll(Side::Read, cx, Inner::poll_message)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        lock(&self.inner).poll_ready(cx)
+        self.inner.poll(Side::Write, cx, Inner::poll_ready)
     }
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
-        Ok(lock(&self.inner).conn.send(item)?)
+        Ok(self.inner.lock().conn.send(item)?)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        lock(&self.inner).poll_write_out(cx)
+        self.inner.poll(Side::Write, cx, Inner::poll_write_out)
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut f = Some(Some(CloseFrame::new(CloseCode::NORMAL, "")));
-        lock(&self.inner).poll_close_send(cx, &mut f)
+        self.inner.poll(Side::Write, cx, |i, cx| i.poll_close_send(cx, &mut f))
     }
 }
