@@ -23,6 +23,9 @@ use weft_proto::{CloseCode, CloseFrame, Connection, DataKind, Event, Message, Ro
 use crate::config::{Config, Keepalive};
 use crate::error::Error;
 
+/// The reason recorded when the closing handshake runs out of time.
+const CLOSE_TIMED_OUT: &str = "close timed out";
+
 /// Payload of the pings the keepalive sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
 
@@ -152,8 +155,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 // Report a failure once; after that the stream is over.
                 if !self.reported {
                     self.reported = true;
-                    if let Some(e) = self.conn.error() {
-                        return Poll::Ready(Err(e.clone().into()));
+                    match self.conn.error() {
+                        Some(weft_proto::Error::Aborted(CLOSE_TIMED_OUT)) => {
+                            return Poll::Ready(Err(Error::Timeout("close")));
+                        }
+                        Some(e) => return Poll::Ready(Err(e.clone().into())),
+                        None => {}
                     }
                 }
                 return Poll::Ready(Ok(None));
@@ -190,7 +197,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     // The handshake is complete; the peer just did not close TCP.
                     self.shutdown_now = true;
                 } else {
-                    self.conn.abort("close timed out");
+                    self.conn.abort(CLOSE_TIMED_OUT);
                 }
                 continue;
             }
