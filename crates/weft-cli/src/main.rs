@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod connect;
 mod ratelog;
 mod serve;
@@ -22,10 +23,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: lines you type are sent, messages are printed.
     Connect(connect::ConnectArgs),
+    /// Load-test a WebSocket echo server: messages per second, latency,
+    /// handshakes per second, memory per idle connection.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        // The load generator sizes its own runtime (--threads).
+        Command::Bench(args) => return bench::run(args),
+        other => other,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -34,9 +43,10 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        match cli.command {
+        match cli {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
+            Command::Bench(_) => ExitCode::FAILURE,
         }
     })
 }
