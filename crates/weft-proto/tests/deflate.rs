@@ -9,6 +9,15 @@ use weft_proto::deflate::{DeflateConfig, PerMessageDeflate};
 use weft_proto::*;
 
 fn handshake(server: DeflateConfig, client: DeflateConfig, offer: bool) -> (Connection, Connection, Option<String>) {
+    handshake_with(server, client, offer, Config::default())
+}
+
+fn handshake_with(
+    server: DeflateConfig,
+    client: DeflateConfig,
+    offer: bool,
+    server_config: Config,
+) -> (Connection, Connection, Option<String>) {
     let pmd_c: Arc<dyn ClientExtension> = Arc::new(PerMessageDeflate::new(client));
     let req = ClientRequest {
         host: "example.com".into(),
@@ -26,7 +35,7 @@ fn handshake(server: DeflateConfig, client: DeflateConfig, offer: bool) -> (Conn
     let (resp, n) = hs.parse_response(&accepted.response).unwrap().unwrap();
     assert_eq!(n, accepted.response.len());
     let header = resp.extensions_header.clone();
-    let s = Connection::new(Role::Server, Config::default()).with_extension(accepted.extension);
+    let s = Connection::new(Role::Server, server_config).with_extension(accepted.extension);
     let c = Connection::new(Role::Client, Config::default().max_message_size(1 << 20)).with_extension(resp.extension);
     (s, c, header)
 }
@@ -135,4 +144,42 @@ fn invalid_utf8_after_inflating_is_1007() {
     wire[0] = (wire[0] & 0xf0) | 0x1;
     c.receive_data(&wire);
     assert_eq!(c.poll_event().unwrap_err().close_code(), CloseCode::INVALID_PAYLOAD);
+}
+
+/// Incompressible bytes (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_of_max_frame_size_is_received_although_compression_made_it_larger() {
+    let cfg = DeflateConfig::default().threshold(0);
+    let (mut s, mut c, _) = handshake_with(cfg.clone(), cfg, true, Config::default().max_frame_size(1000));
+    let data = noise(1000);
+    c.send_binary(data.clone()).unwrap();
+    let wire = c.buffered_amount() - 2 - 2 - 4; // header, extended length, mask
+    assert!(wire > 1000, "random data should not compress: {wire} bytes");
+    assert_eq!(pump(&mut c, &mut s), vec![Event::Message(Message::Binary(data.into()))]);
+}
+
+#[test]
+fn a_compressed_frame_well_over_max_frame_size_is_1009() {
+    let cfg = DeflateConfig::default().threshold(0);
+    let (mut s, mut c, _) = handshake_with(cfg.clone(), cfg, true, Config::default().max_frame_size(1000));
+    c.send_binary(noise(2000)).unwrap();
+    s.receive_data(&c.take_transmit());
+    let err = s.poll_event().unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooBig(LimitExceeded::FrameSize { max: 1062, .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.close_code(), CloseCode::MESSAGE_TOO_BIG);
 }

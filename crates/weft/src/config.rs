@@ -18,7 +18,7 @@ pub struct Keepalive {
 ///
 /// | setting | default | meaning |
 /// |---|---|---|
-/// | `protocol.max_frame_size` | 16 MiB | larger frames close with 1009 |
+/// | `protocol.max_frame_size` | 16 MiB (compressed frames: 1/16 more) | larger frames close with 1009 |
 /// | `protocol.max_message_size` | 64 MiB | larger messages close with 1009 |
 /// | `protocol.max_fragments` | 131,072 | more frames per message close with 1009 |
 /// | `handshake.max_head_size` | 16 KiB | a larger request head gets 431 |
