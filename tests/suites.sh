@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The suites that need more than cargo: headless Chromium against `weft serve`
-# (ws and wss), and `weft connect` driven through a pseudo-terminal.
-# Installs what it needs (Debian's chromium and openssl, npm packages), starts
-# its own servers on free loopback ports, stops them by PID, and prints a
-# matrix of what passed. Exit status is non-zero if any suite failed.
+# (ws and wss), `weft connect` driven through a pseudo-terminal, and the
+# interop matrix (tests/interop/run.sh: the weft server and client against
+# Node's ws, Python's websockets and Chromium).
+# Installs what it needs (Debian's chromium and openssl, npm packages, PyPI's
+# websockets in a venv), starts its own servers on free loopback ports, stops
+# them by PID, and prints a matrix of what passed. Exit status is non-zero if
+# any suite failed.
 #
 #   bash tests/suites.sh            # all suites
 #   WEFT_BIN=path/to/weft bash tests/suites.sh
@@ -82,10 +85,13 @@ else
   result[cli]=SKIPPED
 fi
 
+note "interop suite: weft server and client against ws, websockets and Chromium"
+if WEFT_BIN=$WEFT_BIN timeout 600 bash tests/interop/run.sh; then result[interop]=pass; else result[interop]=FAIL; fi
+
 note "matrix"
 printf '%-10s %s\n' suite result
 failed=0; passed=0
-for s in browser cli; do
+for s in browser cli interop; do
   printf '%-10s %s\n' "$s" "${result[$s]}"
   case "${result[$s]}" in pass) passed=$((passed+1));; FAIL) failed=$((failed+1));; esac
 done
