@@ -56,6 +56,9 @@ pub(crate) struct Inner<S> {
     reported: bool,
     /// Close the transport now (close timeout after a complete handshake).
     shutdown_now: bool,
+    /// Shut down for writing after a failure; discarding input until the
+    /// peer closes (lingering close).
+    draining: bool,
     protocol: Option<String>,
     extensions: Option<String>,
     peer_close: Option<CloseFrame>,
@@ -81,6 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             done: false,
             reported: false,
             shutdown_now: false,
+            draining: false,
             protocol,
             extensions,
             peer_close: None,
@@ -182,11 +186,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.reported = true;
                 return Poll::Ready(Err(e));
             }
+            if self.draining {
+                ready!(self.poll_drain(cx));
+                self.draining = false;
+                self.done = true;
+                continue;
+            }
             if self.conn.should_close_transport() || self.shutdown_now {
                 // §7.1.1: the server closes TCP first; a client does once the
                 // server has, or when the close timeout runs out.
                 let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                self.done = true;
+                // After failing a connection the peer may still be sending.
+                // Closing with unread data makes the kernel answer with a
+                // reset, which can destroy the close frame before the peer
+                // reads it; so read and discard until the peer closes too or
+                // the close timeout passes.
+                self.draining = self.conn.state() == State::Failed
+                    && !self.conn.is_eof()
+                    && !matches!(self.conn.error(), Some(weft_proto::Error::Aborted(_)));
+                self.done = !self.draining;
                 continue;
             }
             if self.deadline_is_close
@@ -236,6 +254,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.conn.receive_eof();
             } else if let Some(k) = self.keepalive.as_mut() {
                 k.saw_data = true;
+            }
+        }
+    }
+
+    /// Read and discard until end of file, an error, or the close deadline.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut scratch = [0u8; 2048];
+        loop {
+            if let Some(d) = self.deadline.as_mut()
+                && d.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(());
+            }
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
