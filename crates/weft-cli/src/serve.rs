@@ -47,6 +47,11 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     no_compression: bool,
 
+    /// Share the chat rooms with other `weft serve` processes through the
+    /// Redis server at URL (e.g. redis://127.0.0.1:6379); in-process otherwise.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
@@ -97,11 +102,19 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     } else {
         vec![Arc::new(PerMessageDeflate::default())]
     };
+    let hub = match crate::chat::build_hub(args.redis.as_deref()) {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("weft serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let app = router(AppState {
         shutdown: stop_rx.clone(),
         tracker: tracker.clone(),
         extensions,
-    });
+    })
+    .merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone()));
 
     let mut stop = stop_rx.clone();
     loop {
