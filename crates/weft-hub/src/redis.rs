@@ -22,7 +22,8 @@
 //!
 //! **Reconnection.** When the subscription connection drops (or a ping every
 //! 5 s goes unanswered for 3 s), the node reconnects with exponential backoff
-//! (100 ms doubling to 5 s, with jitter) and subscribes to every topic again.
+//! (100 ms doubling to 5 s, with jitter), subscribes to every topic again and
+//! reports its presence counts again (a restarted Redis has lost them).
 //! The publishing connection is re-made on the next publish after a failure
 //! (at most every 250 ms while Redis is down).
 //!
@@ -150,6 +151,9 @@ struct Inner {
     reconnects: AtomicU64,
     /// Topics whose presence this node reported.
     presence: Mutex<HashSet<String>>,
+    /// Wakes the presence refresh at once (after a reconnection: a restarted
+    /// Redis has forgotten every count).
+    refresh_now: tokio::sync::Notify,
 }
 
 /// The Redis backend. See the module docs for the guarantees.
@@ -209,6 +213,7 @@ impl RedisBackend {
                 connected: AtomicBool::new(false),
                 reconnects: AtomicU64::new(0),
                 presence: Mutex::new(HashSet::new()),
+                refresh_now: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -314,7 +319,7 @@ impl Backend for RedisBackend {
             return; // started already
         };
         tokio::spawn(subscriber_task(self.inner.clone(), inbound.clone(), rx));
-        tokio::spawn(presence_task(Arc::downgrade(&self.inner), inbound));
+        tokio::spawn(presence_task(self.inner.clone(), inbound));
     }
 
     fn publish(&self, topic: &str, envelope: Bytes) -> BoxFuture<Result<(), HubError>> {
@@ -417,6 +422,7 @@ async fn subscriber_task(inner: Arc<Inner>, inbound: Inbound, mut cmds: mpsc::Un
                         }
                         ever_connected = true;
                         backoff = cfg.min_backoff;
+                        inner.refresh_now.notify_one();
                         let mut ping = tokio::time::interval(cfg.ping_interval);
                         ping.tick().await;
                         let why = loop {
@@ -462,7 +468,10 @@ async fn subscriber_task(inner: Arc<Inner>, inbound: Inbound, mut cmds: mpsc::Un
                                     }
                                 },
                                 _ = ping.tick() => {
-                                    match tokio::time::timeout(cfg.command_timeout, sink.ping::<String>()).await {
+                                    if !inbound.is_alive() {
+                                        return;
+                                    }
+                                    match tokio::time::timeout(cfg.command_timeout, sink.ping::<redis::Value>()).await {
                                         Ok(Ok(_)) => {}
                                         Ok(Err(e)) => break e.to_string(),
                                         Err(_) => break "ping timed out".to_owned(),
@@ -501,14 +510,13 @@ async fn subscriber_task(inner: Arc<Inner>, inbound: Inbound, mut cmds: mpsc::Un
 }
 
 /// Refreshes this node's presence counts before they expire.
-async fn presence_task(inner: std::sync::Weak<Inner>, inbound: Inbound) {
-    let every = match inner.upgrade() {
-        Some(i) => (i.config.presence_ttl / 3).max(Duration::from_secs(1)),
-        None => return,
-    };
+async fn presence_task(inner: Arc<Inner>, inbound: Inbound) {
+    let every = (inner.config.presence_ttl / 3).max(Duration::from_secs(1));
     loop {
-        tokio::time::sleep(every).await;
-        let Some(inner) = inner.upgrade() else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = inner.refresh_now.notified() => {}
+        }
         if !inbound.is_alive() {
             return;
         }

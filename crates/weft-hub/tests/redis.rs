@@ -71,10 +71,12 @@ fn free_port() -> u16 {
 }
 
 fn hub(url: &str) -> Hub {
-    let cfg = RedisConfig::default()
+    let mut cfg = RedisConfig::default()
         .prefix("test:hub:")
         .backoff(Duration::from_millis(50), Duration::from_millis(400))
         .timeouts(Duration::from_millis(500), Duration::from_secs(1));
+    // Ping often, so that the pings run during the test too.
+    cfg.ping_interval = Duration::from_millis(100);
     Hub::with_backend(HubConfig::default(), RedisBackend::new(url, cfg).unwrap())
 }
 
@@ -148,6 +150,12 @@ async fn two_nodes_over_redis_with_an_outage() {
     assert_eq!(texts(&mut a1, 1).await, ["after-unsub"]);
     nothing_more(&mut b1).await;
     subscribe_retrying(&mut b1, "t").await;
+
+    assert_eq!(
+        (a.metrics().backend_reconnects, b.metrics().backend_reconnects),
+        (0, 0),
+        "no connection was lost before the outage"
+    );
 
     // Outage: every publish fails (loudly) and reaches no one.
     redis.kill();
