@@ -460,7 +460,9 @@ impl Hub {
     ///
     /// With a distributing backend the message goes to the backend first; if
     /// the backend does not take it (Redis unreachable) this returns
-    /// [`HubError::Unavailable`] and no subscriber gets it.
+    /// [`HubError::Unavailable`] and no subscriber gets it. Not cancel-safe
+    /// with such a backend: dropping the future after the backend took the
+    /// message but before it returns leaves this node's subscribers without it.
     pub async fn publish(&self, topic: &str, msg: impl Into<Message>) -> Result<usize, HubError> {
         check_topic(topic)?;
         let msg = msg.into();
