@@ -99,6 +99,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     shutdown_timeout: u64,
 
+    /// Share the chat rooms with other `weft serve` processes through the
+    /// Redis server at URL (e.g. redis://127.0.0.1:6379); in-process otherwise.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
@@ -111,15 +116,49 @@ struct AppState {
     tracker: TaskTracker,
     /// Extensions offered on /echo.
     extensions: Vec<Arc<dyn ServerExtension>>,
-    origins: Arc<OriginPolicy>,
-    token: Option<Arc<TokenAuth>>,
+    admission: Arc<Admission>,
     config: Config,
     log: Arc<RateLimitedLog>,
 }
 
+/// Who may open a WebSocket: the origin policy and the token, with the
+/// rate-limited log that records every refusal. Shared by every WebSocket
+/// route (echo and chat).
+pub(crate) struct Admission {
+    origins: OriginPolicy,
+    token: Option<TokenAuth>,
+    pub(crate) log: Arc<RateLimitedLog>,
+}
+
+impl Admission {
+    /// Check an upgrade; on refusal, log it and return the response to send.
+    pub(crate) fn check(
+        &self,
+        peer: Option<axum::Extension<PeerAddr>>,
+        ws: Result<WebSocketUpgrade, Rejection>,
+    ) -> Result<WebSocketUpgrade, Response> {
+        let peer = peer.map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
+        let refused = |e: weft::proto::HandshakeError| {
+            self.log
+                .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
+            Rejection(e).into_response()
+        };
+        let ws = ws.map_err(|r| refused(r.0))?;
+        let admitted = self
+            .origins
+            .check_request(ws.request())
+            .and_then(|()| match &self.token {
+                Some(auth) => auth.check(ws.request()),
+                None => Ok(()),
+            });
+        admitted.map_err(refused)?;
+        Ok(ws)
+    }
+}
+
 /// The peer's address, put on each request for the logs.
 #[derive(Clone, Copy, Debug)]
-struct PeerAddr(SocketAddr);
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
@@ -180,15 +219,27 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracker = TaskTracker::new();
     let log = Arc::new(RateLimitedLog::new(20));
+    let hub = match crate::chat::build_hub(args.redis.as_deref()) {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("weft serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admission = Arc::new(Admission {
+        origins,
+        token: args.token.as_deref().map(TokenAuth::new),
+        log: log.clone(),
+    });
     let app = router(AppState {
         shutdown: stop_rx.clone(),
         tracker: tracker.clone(),
         extensions,
-        origins: Arc::new(origins),
-        token: args.token.as_deref().map(|t| Arc::new(TokenAuth::new(t))),
+        admission: admission.clone(),
         config,
         log: log.clone(),
-    });
+    })
+    .merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone(), admission));
     let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 
     let mut stop = stop_rx.clone();
@@ -338,31 +389,14 @@ async fn echo(
     peer: Option<axum::Extension<PeerAddr>>,
     ws: Result<WebSocketUpgrade, Rejection>,
 ) -> Response {
-    let peer = peer.map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
-    let ws = match ws {
+    let peer_name = peer
+        .as_ref()
+        .map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
+    let ws = match state.admission.check(peer, ws) {
         Ok(ws) => ws,
-        Err(rejection) => {
-            state.log.warn(format_args!(
-                "{peer}: handshake refused with {}: {}",
-                rejection.0.status(),
-                rejection.0
-            ));
-            return rejection.into_response();
-        }
+        Err(refusal) => return refusal,
     };
-    let admitted = state
-        .origins
-        .check_request(ws.request())
-        .and_then(|()| match &state.token {
-            Some(auth) => auth.check(ws.request()),
-            None => Ok(()),
-        });
-    if let Err(e) = admitted {
-        state
-            .log
-            .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
-        return Rejection(e).into_response();
-    }
+    let peer = peer_name;
     let tracker = state.tracker.clone();
     let mut stop = state.shutdown.clone();
     let token = tracker.token();

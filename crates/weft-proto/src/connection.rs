@@ -160,6 +160,19 @@ impl OutQueue {
         self.chunks.push_back(data);
     }
 
+    /// Queue `data` by reference whatever its size: the same allocation may
+    /// be queued on many connections.
+    fn shared(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
     fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for c in self
@@ -857,6 +870,45 @@ impl Connection {
         if fin {
             self.sending = None;
         }
+        Ok(())
+    }
+
+    /// Queue a frame that is already encoded, by reference: the bytes are not
+    /// copied, so one frame made with
+    /// [`encode_server_frame`](crate::frame::encode_server_frame) can be
+    /// queued on any number of connections (fan-out).
+    ///
+    /// Server role only (client frames are masked per frame). The frame must
+    /// be one whole text or binary frame: FIN set, not masked, no RSV bit the
+    /// negotiated extension does not claim, length matching its header; only
+    /// the header is checked here, not the payload (a text payload's UTF-8 is
+    /// the encoder's promise). Like [`send`](Self::send), it fails with
+    /// [`SendError::Closed`] once a close frame was sent and with
+    /// [`SendError::FragmentSequence`] while a fragmented message is being
+    /// sent. With permessage-deflate negotiated, an uncompressed frame (RSV1
+    /// clear) is valid: compression is per message (RFC 7692 §6).
+    pub fn send_raw_frame(&mut self, frame: Bytes) -> Result<(), SendError> {
+        if self.role != Role::Server {
+            return Err(SendError::RawFrameRole);
+        }
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(SendError::FragmentSequence);
+        }
+        let Ok(Some((h, n))) = FrameHeader::parse(&frame) else {
+            return Err(SendError::InvalidRawFrame);
+        };
+        let claimed = self.extension.as_ref().map_or(0, |e| e.rsv_bits());
+        let whole = u64::try_from(frame.len() - n).is_ok_and(|len| len == h.payload_len);
+        if !h.fin
+            || h.mask.is_some()
+            || !matches!(h.opcode, Opcode::Text | Opcode::Binary)
+            || h.rsv & !claimed != 0
+            || !whole
+        {
+            return Err(SendError::InvalidRawFrame);
+        }
+        self.out.shared(frame);
         Ok(())
     }
 

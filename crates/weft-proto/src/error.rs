@@ -193,6 +193,13 @@ pub enum SendError {
     FragmentSequence,
     /// The extension failed to encode the message.
     Extension(ExtensionError),
+    /// [`Connection::send_raw_frame`](crate::Connection::send_raw_frame) on a
+    /// client connection: client frames must be masked with a fresh key each
+    /// (§5.3), so they cannot be encoded once and shared.
+    RawFrameRole,
+    /// A raw frame that is not one whole unmasked text or binary frame with
+    /// FIN set and only the negotiated extension's RSV bits.
+    InvalidRawFrame,
 }
 
 impl fmt::Display for SendError {
@@ -204,6 +211,8 @@ impl fmt::Display for SendError {
             SendError::InvalidUtf8 => f.write_str("text is not valid UTF-8"),
             SendError::FragmentSequence => f.write_str("fragmented message out of sequence"),
             SendError::Extension(e) => write!(f, "extension: {e}"),
+            SendError::RawFrameRole => f.write_str("raw frames can be sent by a server only"),
+            SendError::InvalidRawFrame => f.write_str("not one whole unmasked data frame"),
         }
     }
 }

@@ -16,9 +16,10 @@
 //! +-------------------------------+-------------------------------+
 //! ```
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::ProtocolError;
+use crate::error::{ProtocolError, SendError};
+use crate::message::{DataKind, Message};
 
 /// The largest header: 2 + 8 (64-bit length) + 4 (masking key).
 pub const MAX_HEADER_LEN: usize = 14;
@@ -180,9 +181,80 @@ impl FrameHeader {
     }
 }
 
+/// Encode a whole message as one unmasked (server-to-client) frame, header and
+/// payload in one buffer, for sending the same bytes to many connections with
+/// [`Connection::send_raw_frame`](crate::Connection::send_raw_frame).
+///
+/// Server frames are not masked (§5.1), so the encoding does not depend on the
+/// connection: one encoding serves every subscriber of a topic. The frame is
+/// never compressed (RSV1 is clear), which is valid on a connection that
+/// negotiated permessage-deflate too: compression is chosen per message
+/// (RFC 7692 §6), and a skipped message leaves both ends' LZ77 windows as they
+/// were.
+///
+/// ```
+/// use weft_proto::{DataKind, frame::encode_server_frame};
+///
+/// let frame = encode_server_frame(DataKind::Text, b"Hello").unwrap();
+/// assert_eq!(&frame[..], b"\x81\x05Hello");
+/// assert!(encode_server_frame(DataKind::Text, b"\xff").is_err());
+/// ```
+///
+/// A text payload is checked to be UTF-8 here, once, so that connections
+/// sending the frame need not check it again.
+pub fn encode_server_frame(kind: DataKind, payload: &[u8]) -> Result<Bytes, SendError> {
+    if kind == DataKind::Text && crate::utf8::validate(payload).is_err() {
+        return Err(SendError::InvalidUtf8);
+    }
+    Ok(encode_unchecked(kind, payload))
+}
+
+/// [`encode_server_frame`] for a [`Message`], whose text is known to be
+/// UTF-8: cannot fail.
+pub fn encode_server_message(msg: &Message) -> Bytes {
+    encode_unchecked(msg.kind(), msg.as_bytes())
+}
+
+fn encode_unchecked(kind: DataKind, payload: &[u8]) -> Bytes {
+    let h = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: match kind {
+            DataKind::Text => Opcode::Text,
+            DataKind::Binary => Opcode::Binary,
+        },
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut buf = BytesMut::with_capacity(h.encoded_len() + payload.len());
+    h.encode(&mut buf);
+    buf.extend_from_slice(payload);
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_frames_in_all_length_forms_parse_back() {
+        for len in [0usize, 1, 125, 126, 65535, 65536, 70000] {
+            let payload = vec![b'a'; len];
+            let f = encode_server_frame(DataKind::Binary, &payload).unwrap();
+            let (h, n) = FrameHeader::parse(&f).unwrap().unwrap();
+            assert_eq!((h.fin, h.rsv, h.opcode, h.mask), (true, 0, Opcode::Binary, None));
+            assert_eq!(h.payload_len as usize, len);
+            assert_eq!(&f[n..], &payload[..]);
+            let t = encode_server_message(&Message::Text(String::from_utf8(payload).unwrap().into()));
+            assert_eq!(t[0], 0x81);
+            assert_eq!(&t[1..], &f[1..]);
+        }
+        assert_eq!(
+            encode_server_frame(DataKind::Text, b"\xc3"),
+            Err(SendError::InvalidUtf8)
+        );
+        assert!(encode_server_frame(DataKind::Binary, b"\xc3").is_ok());
+    }
 
     fn header(bytes: &[u8]) -> FrameHeader {
         let (h, n) = FrameHeader::parse(bytes).unwrap().unwrap();

@@ -452,6 +452,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         poll_fn(|cx| self.inner.poll_write_out(cx)).await
     }
 
+    /// Queue a frame that is already encoded (server only), waiting first if
+    /// the output is over `write_buffer_size`, like [`feed`](Self::feed). The
+    /// bytes are queued by reference, so one frame from
+    /// [`weft_proto::frame::encode_server_frame`] can be fed to many sockets
+    /// without a copy. See [`Connection::send_raw_frame`] for what is checked.
+    ///
+    /// ```no_run
+    /// # async fn run(sockets: &mut [weft::WebSocket<tokio::net::TcpStream>]) -> Result<(), weft::Error> {
+    /// let frame = weft::proto::frame::encode_server_frame(weft::DataKind::Text, b"news")?;
+    /// for ws in sockets.iter_mut() {
+    ///     ws.feed_raw(frame.clone()).await?; // a reference count, not a copy
+    ///     ws.flush().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn feed_raw(&mut self, frame: Bytes) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
+        self.inner.conn.send_raw_frame(frame)?;
+        Ok(())
+    }
+
     /// Send one piece of a message (streaming out): the first piece fixes the
     /// kind, `fin` ends the message.
     pub async fn send_fragment(&mut self, kind: DataKind, data: impl Into<Bytes>, fin: bool) -> Result<(), Error> {
@@ -719,6 +740,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WriteHalf<S> {
     /// Write everything queued. Cancel-safe.
     pub async fn flush(&mut self) -> Result<(), Error> {
         poll_fn(|cx| self.inner.poll(Side::Write, cx, Inner::poll_write_out)).await
+    }
+
+    /// Queue an already encoded server frame by reference (see
+    /// [`WebSocket::feed_raw`]), waiting while the output is over the
+    /// threshold.
+    pub async fn feed_raw(&mut self, frame: Bytes) -> Result<(), Error> {
+        poll_fn(|cx| self.inner.poll(Side::Write, cx, Inner::poll_ready)).await?;
+        self.inner.lock().conn.send_raw_frame(frame)?;
+        Ok(())
     }
 
     /// Send one piece of a message (streaming out).

@@ -1,0 +1,395 @@
+//! The chat demo of `weft serve`: rooms on top of `weft-hub`.
+//!
+//! - `GET /chat`: the chat page (`web/chat.html`, `web/chat.js`, `web/app.css`).
+//! - `GET /chat/{room}?nick=NAME` (WebSocket): join `room`. Every text message
+//!   a member sends reaches every member of the room, on every node sharing the
+//!   hub, as `{"type":"message","from":NICK,"text":TEXT,"at":MS}` (`at`:
+//!   milliseconds since the Unix epoch). Joins and leaves are announced as
+//!   `{"type":"join"|"leave","nick":NICK,"members":N,"at":MS}`; the joining
+//!   member first gets `{"type":"welcome","nick":NICK,"room":ROOM,"at":MS}`
+//!   with its sanitized nickname. A message the
+//!   hub could not take (Redis unreachable) is answered to its sender only, as
+//!   `{"type":"error","error":WHY,"text":TEXT,"at":MS}`: it reached nobody.
+//! - `GET /hub/stats`: the hub's counters as JSON.
+//!
+//! Room names are 1 to 64 of `A-Z a-z 0-9 _ -` (else 400). Nicknames are
+//! percent-decoded, kept to letters, digits, spaces and `-_.'`, trimmed and
+//! cut to 24 characters; an empty one becomes `guest-NNNN`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use weft::axum::WebSocketUpgrade;
+use weft::{CloseCode, Message};
+use weft_hub::redis::{RedisBackend, RedisConfig};
+use weft_hub::{Hub, HubConfig};
+
+const CHAT_HTML: &str = include_str!("../../../web/chat.html");
+const CHAT_JS: &str = include_str!("../../../web/chat.js");
+
+/// The longest nickname, in characters.
+const MAX_NICK: usize = 24;
+/// The longest room name, in bytes.
+const MAX_ROOM: usize = 64;
+/// The longest chat message, in bytes (a longer one is refused with a notice).
+const MAX_TEXT: usize = 4096;
+/// Frames taken from the hub per batch, and the socket backlog above which
+/// no more are taken until it drains.
+const BATCH: usize = 64;
+const SOCKET_BACKLOG: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct ChatState {
+    hub: Hub,
+    shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+    /// Origin policy and token, as for /echo.
+    admission: std::sync::Arc<crate::serve::Admission>,
+}
+
+/// The hub for `weft serve`: in-process, or shared through Redis at `redis`.
+pub(crate) fn build_hub(redis: Option<&str>) -> Result<Hub, String> {
+    match redis {
+        None => Ok(Hub::new()),
+        Some(url) => {
+            let backend = RedisBackend::new(url, RedisConfig::default()).map_err(|e| e.to_string())?;
+            Ok(Hub::with_backend(HubConfig::default(), backend))
+        }
+    }
+}
+
+/// The chat routes, to merge into the server's router. Connections close with
+/// 1001 when `shutdown` turns true, and are tracked by `tracker`.
+pub(crate) fn router(
+    hub: Hub,
+    shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+    admission: std::sync::Arc<crate::serve::Admission>,
+) -> Router {
+    Router::new()
+        .route("/chat", get(|| async { asset("text/html; charset=utf-8", CHAT_HTML) }))
+        .route(
+            "/chat.js",
+            get(|| async { asset("text/javascript; charset=utf-8", CHAT_JS) }),
+        )
+        .route("/chat/{room}", get(join))
+        .route("/hub/stats", get(stats))
+        .with_state(ChatState {
+            hub,
+            shutdown,
+            tracker,
+            admission,
+        })
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn valid_room(room: &str) -> bool {
+    !room.is_empty()
+        && room.len() <= MAX_ROOM
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Decode `%XX` and `+` of a query component (invalid escapes stay as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The nickname from the `nick` query parameter, sanitized and bounded.
+fn nick_from_query(query: Option<&str>) -> String {
+    let raw = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("nick="))
+        .map(percent_decode)
+        .unwrap_or_default();
+    let mut nick = String::new();
+    let mut space = false;
+    for c in raw.chars() {
+        if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '\'') {
+            if space && !nick.is_empty() {
+                nick.push(' ');
+            }
+            space = false;
+            nick.push(c);
+        } else if c == ' ' {
+            space = true;
+        }
+        if nick.chars().count() >= MAX_NICK {
+            break;
+        }
+    }
+    if nick.is_empty() {
+        format!("guest-{:04}", now_ms() % 10_000)
+    } else {
+        nick
+    }
+}
+
+fn notice(kind: &str, nick: &str, members: Option<u64>) -> String {
+    let members = members.map_or_else(|| "null".to_owned(), |n| n.to_string());
+    format!(
+        r#"{{"type":"{kind}","nick":{},"members":{members},"at":{}}}"#,
+        json_str(nick),
+        now_ms()
+    )
+}
+
+fn error_notice(why: &str, text: &str) -> String {
+    format!(
+        r#"{{"type":"error","error":{},"text":{},"at":{}}}"#,
+        json_str(why),
+        json_str(text),
+        now_ms()
+    )
+}
+
+async fn stats(State(st): State<ChatState>) -> Response {
+    let m = st.hub.metrics();
+    let body = format!(
+        concat!(
+            r#"{{"backend":"{}","node":"{:016x}","connected":{},"reconnects":{},"published":{},"#,
+            r#""publish_failed":{},"received_remote":{},"delivered":{},"evicted_stalled":{},"#,
+            r#""evicted_overflow":{},"subscribers":{},"topics":{}}}"#,
+            "\n"
+        ),
+        st.hub.backend_name(),
+        st.hub.node_id(),
+        m.backend_connected,
+        m.backend_reconnects,
+        m.published,
+        m.publish_failed,
+        m.received_remote,
+        m.delivered,
+        m.evicted_stalled,
+        m.evicted_overflow,
+        m.subscribers,
+        m.topics,
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn join(
+    State(st): State<ChatState>,
+    Path(room): Path<String>,
+    uri: Uri,
+    peer: Option<axum::Extension<crate::serve::PeerAddr>>,
+    ws: Result<WebSocketUpgrade, weft::axum::Rejection>,
+) -> Response {
+    let ws = match st.admission.check(peer, ws) {
+        Ok(ws) => ws,
+        Err(refusal) => return refusal,
+    };
+    if !valid_room(&room) {
+        return (StatusCode::BAD_REQUEST, "room names are 1 to 64 of A-Z a-z 0-9 _ -\n").into_response();
+    }
+    let nick = nick_from_query(uri.query());
+    let token = st.tracker.token();
+    let limits = weft::proto::Config::default()
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024);
+    let ws = ws.config(weft::Config::default().protocol(limits));
+    ws.on_upgrade(move |ws| async move {
+        let _token = token;
+        member(ws, st.hub, st.shutdown, format!("chat:{room}"), nick).await;
+    })
+}
+
+/// One member's connection: subscribe, announce, relay, announce the leave.
+async fn member<S>(mut ws: weft::WebSocket<S>, hub: Hub, mut stop: watch::Receiver<bool>, topic: String, nick: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let room = topic.strip_prefix("chat:").unwrap_or(&topic);
+    let welcome = format!(
+        r#"{{"type":"welcome","nick":{},"room":{},"at":{}}}"#,
+        json_str(&nick),
+        json_str(room),
+        now_ms()
+    );
+    if ws.feed(welcome).await.is_err() {
+        return;
+    }
+    let mut sub = hub.subscriber();
+    if let Err(e) = sub.subscribe(&topic).await {
+        // This node's messages still arrive; other nodes' once the hub reconnects.
+        let _ = ws.feed(error_notice(&e.to_string(), "")).await;
+    }
+    let members = hub.count(&topic).await.ok();
+    if let Err(e) = hub.publish(&topic, notice("join", &nick, members)).await {
+        let _ = ws.feed(error_notice(&e.to_string(), "")).await;
+    }
+    tracing::debug!(topic, nick, "chat member joined");
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            msg = ws.recv() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let text = t.as_str();
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    let reply = if text.len() > MAX_TEXT {
+                        Some(error_notice(&format!("messages are at most {MAX_TEXT} bytes"), ""))
+                    } else {
+                        let json = format!(
+                            r#"{{"type":"message","from":{},"text":{},"at":{}}}"#,
+                            json_str(&nick),
+                            json_str(text),
+                            now_ms()
+                        );
+                        match hub.publish(&topic, json).await {
+                            Ok(_) => None,
+                            Err(e) => Some(error_notice(&format!("not delivered: {e}"), text)),
+                        }
+                    };
+                    if let Some(r) = reply
+                        && ws.feed(r).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if ws.feed(error_notice("the chat takes text messages only", "")).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(topic, nick, "chat connection failed: {e}");
+                    break;
+                }
+                None => break,
+            },
+            r = sub.recv_many(&mut batch, BATCH), if ws.buffered_amount() < SOCKET_BACKLOG => match r {
+                Ok(_) => {
+                    let mut failed = false;
+                    for frame in batch.drain(..) {
+                        if !failed && ws.feed_raw(frame).await.is_err() {
+                            failed = true;
+                        }
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+                Err(evicted) => {
+                    tracing::info!(topic, nick, "chat member evicted: {evicted}");
+                    let close = ws.close(evicted.close_code(), evicted.reason());
+                    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+                    break;
+                }
+            },
+            _ = stop.changed() => {
+                let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                break;
+            }
+        }
+    }
+    drop(sub);
+    let members = hub.count(&topic).await.ok();
+    if let Err(e) = hub.publish(&topic, notice("leave", &nick, members)).await {
+        tracing::debug!(topic, nick, "leave notice not delivered: {e}");
+    }
+    tracing::debug!(topic, nick, "chat member left");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicknames_are_decoded_sanitized_and_bounded() {
+        assert_eq!(nick_from_query(Some("nick=Ada")), "Ada");
+        assert_eq!(nick_from_query(Some("x=1&nick=Ada+Lovelace")), "Ada Lovelace");
+        assert_eq!(nick_from_query(Some("nick=%C3%A9lo%C3%AFse")), "éloïse");
+        assert_eq!(nick_from_query(Some("nick=%3Cscript%3Ebad%22")), "scriptbad");
+        assert_eq!(nick_from_query(Some("nick=%20%20a%20%20%20b%20")), "a b");
+        assert_eq!(
+            nick_from_query(Some(&format!("nick={}", "x".repeat(100)))).len(),
+            MAX_NICK
+        );
+        assert!(nick_from_query(Some("nick=%%%")).starts_with("guest-"));
+        assert!(nick_from_query(None).starts_with("guest-"));
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%41%zz%"), "A%zz%");
+    }
+
+    #[test]
+    fn rooms_and_json() {
+        assert!(valid_room("lobby-1_a"));
+        assert!(!valid_room(""));
+        assert!(!valid_room("a b"));
+        assert!(!valid_room(&"a".repeat(65)));
+        assert_eq!(json_str("a\"b\\c\n\u{1}é"), r#""a\"b\\c\n\u0001é""#);
+        assert!(notice("join", "Ada", Some(3)).starts_with(r#"{"type":"join","nick":"Ada","members":3,"at":"#));
+        assert!(notice("leave", "Ada", None).contains(r#""members":null"#));
+    }
+}
