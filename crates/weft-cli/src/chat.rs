@@ -246,7 +246,7 @@ async fn join(
 ) -> Response {
     let ws = match st.admission.check(peer, ws) {
         Ok(ws) => ws,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     if !valid_room(&room) {
         return (StatusCode::BAD_REQUEST, "room names are 1 to 64 of A-Z a-z 0-9 _ -\n").into_response();

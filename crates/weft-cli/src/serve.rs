@@ -136,12 +136,12 @@ impl Admission {
         &self,
         peer: Option<axum::Extension<PeerAddr>>,
         ws: Result<WebSocketUpgrade, Rejection>,
-    ) -> Result<WebSocketUpgrade, Response> {
+    ) -> Result<WebSocketUpgrade, Box<Response>> {
         let peer = peer.map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
         let refused = |e: weft::proto::HandshakeError| {
             self.log
                 .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
-            Rejection(e).into_response()
+            Box::new(Rejection(e).into_response())
         };
         let ws = ws.map_err(|r| refused(r.0))?;
         let admitted = self
@@ -394,7 +394,7 @@ async fn echo(
         .map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
     let ws = match state.admission.check(peer, ws) {
         Ok(ws) => ws,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let peer = peer_name;
     let tracker = state.tracker.clone();
