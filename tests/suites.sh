@@ -29,6 +29,7 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   note "installing ${need_apt[*]} (apt)"
   export DEBIAN_FRONTEND=noninteractive
@@ -71,7 +72,7 @@ echo "servers: $plain $tls"
 
 note "browser suite: headless Chromium against weft serve (ws and wss)"
 if (cd tests/browser && WEFT_URL=$plain WEFT_TLS_URL=$tls SCREENSHOT_DIR="$root/target/screenshots" \
-    timeout 300 node --test --test-reporter=spec echo.test.mjs); then
+    timeout 300 node --test --test-reporter=spec echo.test.mjs chat.test.mjs); then
   result[browser]=pass
 else
   result[browser]=FAIL
@@ -85,13 +86,16 @@ else
   result[cli]=SKIPPED
 fi
 
+note "hub suite: two weft serve nodes over Redis, 100 chat clients, Redis restarted mid-run"
+if WEFT_BIN=$WEFT_BIN timeout 600 bash tests/hub/multinode.sh; then result[hub]=pass; else result[hub]=FAIL; fi
+
 note "interop suite: weft server and client against ws, websockets and Chromium"
 if WEFT_BIN=$WEFT_BIN timeout 600 bash tests/interop/run.sh; then result[interop]=pass; else result[interop]=FAIL; fi
 
 note "matrix"
 printf '%-10s %s\n' suite result
 failed=0; passed=0
-for s in browser cli interop; do
+for s in browser cli hub interop; do
   printf '%-10s %s\n' "$s" "${result[$s]}"
   case "${result[$s]}" in pass) passed=$((passed+1));; FAIL) failed=$((failed+1));; esac
 done
