@@ -120,8 +120,8 @@ pub enum State {
 /// to their header (server frames only: client frames are masked, a copy anyway).
 const ZERO_COPY_MIN: usize = 1024;
 
-/// A pending pong is queued only while less than this is waiting to be
-/// written, so a peer that pings and never reads cannot grow the queue.
+/// A pong is queued only while less than this is waiting to be written, so a
+/// peer that pings and never reads cannot grow the queue.
 const PONG_BACKLOG: usize = 64 * 1024;
 
 /// Bytes waiting to be written, in order: `chunks` then `tail`.
@@ -319,6 +319,8 @@ pub struct Connection {
     assembly: Assembly,
     utf8: Utf8Validator,
     out: OutQueue,
+    /// The latest ping not answered yet because the output was over
+    /// `PONG_BACKLOG`.
     pending_pong: Option<Bytes>,
     masks: Option<MaskSource>,
     extension: Option<Box<dyn Extension>>,
@@ -636,9 +638,17 @@ impl Connection {
                 // a Pong frame in response, unless it already received a Close
                 // frame" -- also after this side sent its own close, which only
                 // forbids data frames (§5.5.1). Frames are read only until the
-                // peer's close, so every ping seen here is answered. Only the
-                // latest unanswered ping is kept (§5.5.3).
+                // peer's close, so every ping seen here is answered.
+                //
+                // The pong is queued now, so it goes out in the order the
+                // ping came in: ahead of any reply to a message that completes
+                // after the ping (a ping between the fragments of a message).
+                // Each ping gets its own pong while the output is under
+                // PONG_BACKLOG; past that only the latest unanswered ping is
+                // kept, to be answered once the output drains (§5.5.3 allows
+                // answering only the most recent).
                 self.pending_pong = Some(payload.clone());
+                self.materialize_pong();
                 Ok(Some(Event::Ping(payload)))
             }
             Opcode::Pong => Ok(Some(Event::Pong(payload))),
