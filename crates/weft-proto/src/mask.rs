@@ -1,15 +1,17 @@
 //! Masking (RFC 6455 §5.3): XOR of the payload with a 4-byte key.
 //!
-//! Eight bytes at a time through `u64`, which the compiler widens to the
+//! Sixteen bytes at a time through `u128`, which the compiler keeps in the
 //! platform's vector registers; the key is rotated so that masking can resume at
 //! any offset when a payload arrives in pieces.
 
 /// The key, rotated so that index 0 lines up with payload offset `offset`.
 #[inline]
 fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut k = key;
-    k.rotate_left(offset & 3);
-    k
+    // `[k0, k1, k2, k3].rotate_left(r)` as one integer rotation: read as a
+    // little-endian u32, byte r moves to the bottom.
+    u32::from_le_bytes(key)
+        .rotate_right(8 * (offset & 3) as u32)
+        .to_le_bytes()
 }
 
 /// XOR `buf` in place with `key`, where `buf[0]` is byte `offset` of the payload.
@@ -18,14 +20,19 @@ fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let k = rotated(key, offset);
-    let wide = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
-    let (words, tail) = buf.as_chunks_mut::<8>();
-    for w in words {
-        *w = (u64::from_ne_bytes(*w) ^ wide).to_ne_bytes();
+    // The key repeated across 16 bytes (the same in either byte order).
+    let wide = u128::from(u32::from_ne_bytes(k)) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+    let (blocks, rest) = buf.as_chunks_mut::<16>();
+    for b in blocks {
+        *b = (u128::from_ne_bytes(*b) ^ wide).to_ne_bytes();
     }
-    // `words` covered a multiple of 8 bytes, so the key phase is back at 0.
-    for (b, m) in tail.iter_mut().zip(k.iter().cycle()) {
-        *b ^= m;
+    // The blocks covered a multiple of 16 bytes, so the key phase is back at 0.
+    let (words, tail) = rest.as_chunks_mut::<8>();
+    for w in words {
+        *w = (u64::from_ne_bytes(*w) ^ wide as u64).to_ne_bytes();
+    }
+    for (i, b) in tail.iter_mut().enumerate() {
+        *b ^= k[i & 3];
     }
 }
 
