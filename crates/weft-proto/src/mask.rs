@@ -1,6 +1,6 @@
 //! Masking (RFC 6455 §5.3): XOR of the payload with a 4-byte key.
 //!
-//! Sixteen bytes at a time through `u128`, which the compiler keeps in the
+//! Eight bytes at a time through `u64`, which the compiler widens to the
 //! platform's vector registers; the key is rotated so that masking can resume at
 //! any offset when a payload arrives in pieces.
 
@@ -20,17 +20,14 @@ fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let k = rotated(key, offset);
-    // The key repeated across 16 bytes (the same in either byte order).
-    let wide = u128::from(u32::from_ne_bytes(k)) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
-    let (blocks, rest) = buf.as_chunks_mut::<16>();
-    for b in blocks {
-        *b = (u128::from_ne_bytes(*b) ^ wide).to_ne_bytes();
-    }
-    // The blocks covered a multiple of 16 bytes, so the key phase is back at 0.
-    let (words, tail) = rest.as_chunks_mut::<8>();
+    // The key twice over (the same bytes in either byte order). A `u64` loop
+    // is what the compiler vectorizes best; `u128` blocks measured slower.
+    let wide = u64::from(u32::from_ne_bytes(k)) * 0x0000_0001_0000_0001;
+    let (words, tail) = buf.as_chunks_mut::<8>();
     for w in words {
-        *w = (u64::from_ne_bytes(*w) ^ wide as u64).to_ne_bytes();
+        *w = (u64::from_ne_bytes(*w) ^ wide).to_ne_bytes();
     }
+    // `words` covered a multiple of 8 bytes, so the key phase is back at 0.
     for (i, b) in tail.iter_mut().enumerate() {
         *b ^= k[i & 3];
     }
