@@ -120,6 +120,18 @@ pub enum State {
 /// to their header (server frames only: client frames are masked, a copy anyway).
 const ZERO_COPY_MIN: usize = 1024;
 
+/// Received payloads shorter than this are copied out of the receive buffer
+/// instead of split off it. Sharing the buffer costs two atomic reference-count
+/// updates per frame and lets a small message the application keeps pin the
+/// whole buffer (the next read must then allocate a new one); copying a few
+/// bytes costs less and frees the buffer for reuse. Every control frame
+/// (at most 125 bytes) is copied.
+const COPY_BELOW: usize = 256;
+
+/// The least [`Connection::receive_data`] reserves when the receive buffer is
+/// full.
+const READ_RESERVE: usize = 4096;
+
 /// A pong is queued only while less than this is waiting to be written, so a
 /// peer that pings and never reads cannot grow the queue.
 const PONG_BACKLOG: usize = 64 * 1024;
@@ -261,7 +273,7 @@ enum ReadState {
     Header,
     Payload {
         h: FrameHeader,
-        /// Payload bytes of this frame not yet split off `rbuf`.
+        /// Payload bytes of this frame not yet taken out of `rbuf`.
         remaining: usize,
         /// Of those, how many are already unmasked and validated.
         done: usize,
@@ -284,6 +296,19 @@ struct Assembly {
     frames: usize,
     /// Pieces handed up so far in streaming mode.
     pieces: usize,
+}
+
+impl Assembly {
+    /// Ready for the next message, keeping the (emptied) buffer's capacity
+    /// for the next fragmented one.
+    fn reset(&mut self) {
+        self.kind = None;
+        self.rsv = 0;
+        self.buf.clear();
+        self.len = 0;
+        self.frames = 0;
+        self.pieces = 0;
+    }
 }
 
 /// A WebSocket connection after the opening handshake, for either role.
@@ -404,6 +429,11 @@ impl Connection {
     /// or after a failure, are discarded (§5.5.1: nothing after Close).
     pub fn receive_data(&mut self, data: &[u8]) {
         if self.wants_data() {
+            if self.rbuf.capacity() - self.rbuf.len() < data.len() {
+                // Grow, or move unread bytes back to the front, a few KiB at a
+                // time rather than on every call that brings a small frame.
+                self.rbuf.reserve(data.len().max(READ_RESERVE));
+            }
             self.rbuf.extend_from_slice(data);
         }
     }
@@ -475,9 +505,26 @@ impl Connection {
                         return self.need_more();
                     };
                     let validate = self.check_header(&h)?;
-                    self.rbuf.advance(n);
                     // Fits: checked against max_frame_size (a usize) above.
                     let len = usize::try_from(h.payload_len).unwrap_or(usize::MAX);
+                    if len < COPY_BELOW && self.rbuf.len() - n >= len {
+                        // The whole of a small frame is here (the common case):
+                        // unmask, check and copy it out in one step.
+                        let payload = &mut self.rbuf[n..n + len];
+                        if let Some(key) = h.mask {
+                            apply_mask(payload, key, 0);
+                        }
+                        if validate {
+                            self.utf8.feed(payload).map_err(|_| Error::InvalidUtf8)?;
+                        }
+                        let payload = Bytes::copy_from_slice(payload);
+                        self.rbuf.advance(n + len);
+                        if let Some(ev) = self.on_frame(h, payload)? {
+                            return Ok(Some(ev));
+                        }
+                        continue;
+                    }
+                    self.rbuf.advance(n);
                     self.rstate = ReadState::Payload {
                         h,
                         remaining: len,
@@ -526,7 +573,13 @@ impl Connection {
                         };
                         return self.need_more();
                     }
-                    let payload = self.rbuf.split_to(remaining).freeze();
+                    let payload = if remaining < COPY_BELOW {
+                        let p = Bytes::copy_from_slice(&self.rbuf[..remaining]);
+                        self.rbuf.advance(remaining);
+                        p
+                    } else {
+                        self.rbuf.split_to(remaining).freeze()
+                    };
                     self.rstate = ReadState::Header;
                     if let Some(ev) = self.on_frame(h, payload)? {
                         return Ok(Some(ev));
@@ -623,14 +676,12 @@ impl Connection {
         self.assembly.pieces += 1;
         self.assembly.len += data.len();
         if fin {
-            self.assembly = Assembly {
-                buf: std::mem::take(&mut self.assembly.buf),
-                ..Assembly::default()
-            };
+            self.assembly.reset();
         }
         Event::Fragment(Fragment { kind, data, first, fin })
     }
 
+    #[inline(always)]
     fn on_frame(&mut self, h: FrameHeader, payload: Bytes) -> Result<Option<Event>, Error> {
         match h.opcode {
             Opcode::Ping => {
@@ -673,6 +724,7 @@ impl Connection {
         }
     }
 
+    #[inline(always)]
     fn on_data(&mut self, fin: bool, payload: Bytes) -> Result<Option<Event>, Error> {
         let kind = self.assembly.kind.unwrap_or(DataKind::Binary);
         self.assembly.frames += 1;
@@ -705,7 +757,8 @@ impl Connection {
         } else if self.config.deliver_fragments {
             return self.finish_piece(kind, payload, fin).map(Some);
         } else if fin && self.assembly.frames == 1 {
-            // A whole message in one frame: handed up without a copy.
+            // A whole message in one frame: handed up as it is, not
+            // copied into the reassembly buffer.
             return self.finish_message(kind, payload).map(Some);
         } else {
             self.assembly.buf.extend_from_slice(&payload);
@@ -725,13 +778,9 @@ impl Connection {
         Ok(self.piece(data, fin))
     }
 
+    #[inline(always)]
     fn finish_message(&mut self, kind: DataKind, data: Bytes) -> Result<Event, Error> {
-        // Keep the (empty) buffer's capacity for the next fragmented message.
-        let buf = std::mem::take(&mut self.assembly.buf);
-        self.assembly = Assembly {
-            buf,
-            ..Assembly::default()
-        };
+        self.assembly.reset();
         Ok(Event::Message(match kind {
             DataKind::Text => {
                 // §8.1: a message ending inside a code point is invalid.

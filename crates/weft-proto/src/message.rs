@@ -8,8 +8,9 @@ use crate::close::CloseFrame;
 use crate::utf8::{self, Utf8Error};
 
 /// UTF-8 text held in reference-counted [`Bytes`], so that a received text
-/// message is handed up without a copy and can be echoed or fanned out without
-/// one either.
+/// message is handed up without copying its payload again (a large one is
+/// split off the receive buffer; one under 256 bytes is copied out of it once)
+/// and can be echoed or fanned out without a copy.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Text(Bytes);
 

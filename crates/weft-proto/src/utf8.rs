@@ -30,6 +30,10 @@ pub struct Utf8Validator {
     partial_len: u8,
 }
 
+/// Pieces shorter than this try the ASCII check first (simdutf8's SIMD
+/// validators start at 64 bytes).
+const SHORT: usize = 64;
+
 /// How long a sequence is, by its lead byte; 0 when it cannot lead.
 #[inline]
 fn sequence_len(lead: u8) -> usize {
@@ -77,6 +81,12 @@ impl Utf8Validator {
                 }
             }
             data = &data[take..];
+        }
+        // Below 64 bytes simdutf8 hands over to the standard library's
+        // byte-at-a-time validator; short ASCII pieces (the common chat-sized
+        // text message) are settled a word at a time instead.
+        if data.len() < SHORT && data.is_ascii() {
+            return Ok(());
         }
         if simdutf8::basic::from_utf8(data).is_ok() {
             return Ok(());
