@@ -82,9 +82,14 @@ pub(crate) struct ServeArgs {
     max_frame_size: usize,
 
     /// Outgoing bytes queued per connection before the server stops reading
-    /// from it; a peer that does not read for 30 s is disconnected.
+    /// from it; a peer that does not read for --write-timeout is disconnected.
     #[arg(long, default_value_t = 128 * 1024, value_name = "BYTES")]
     write_buffer: usize,
+
+    /// Seconds a write to a connection may make no progress (the peer does not
+    /// read) before the connection is dropped. 0 turns the limit off.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    write_timeout: u64,
 
     /// Seconds a connection may stay silent before it is pinged; it is
     /// dropped if nothing arrives within as long again. 0 turns keepalive off.
@@ -206,6 +211,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                 .max_frame_size(args.max_frame_size),
         )
         .write_buffer_size(args.write_buffer)
+        .write_timeout((args.write_timeout > 0).then(|| Duration::from_secs(args.write_timeout)))
         .handshake_timeout(handshake_timeout)
         .keepalive((!idle.is_zero()).then_some(Keepalive {
             interval: idle,
