@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use weft::axum::{Rejection, WebSocketUpgrade};
@@ -69,7 +69,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
 
-    /// Most simultaneous connections; further ones get 503 before any upgrade.
+    /// Most simultaneous connections, HTTP and WebSocket alike (a WebSocket
+    /// keeps its place until it ends); further ones get 503 before any upgrade.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_connections: usize,
 
@@ -164,6 +165,14 @@ impl Admission {
 /// The peer's address, put on each request for the logs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
+/// The connection's place under `--max-connections`, put on each request so
+/// that an upgraded WebSocket keeps it until it ends (the HTTP connection's
+/// task ends at the upgrade).
+#[derive(Clone)]
+struct Slot {
+    _permit: Arc<OwnedSemaphorePermit>,
+}
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
@@ -280,14 +289,16 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                 let stop = stop_rx.clone();
                 let log = log.clone();
                 tracker.spawn(async move {
-                    let _permit = permit;
+                    let slot = Slot {
+                        _permit: Arc::new(permit),
+                    };
                     match tls {
                         Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_http(stream, peer, app, stop, handshake_timeout).await,
+                            Ok(Ok(stream)) => serve_http(stream, peer, slot, app, stop, handshake_timeout).await,
                             Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
                             Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
                         },
-                        None => serve_http(tcp, peer, app, stop, handshake_timeout).await,
+                        None => serve_http(tcp, peer, slot, app, stop, handshake_timeout).await,
                     }
                 });
             }
@@ -304,13 +315,21 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve_http<S>(io: S, peer: SocketAddr, app: Router, mut stop: watch::Receiver<bool>, head_timeout: Duration)
-where
+async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    slot: Slot,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    head_timeout: Duration,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // Tag each request with the peer's address for the logs.
+    // Tag each request with the peer's address for the logs, and with the
+    // connection's slot for an upgrade to keep.
     let service = TowerToHyperService::new(tower_service_fn(move |mut req: Request| {
         req.extensions_mut().insert(PeerAddr(peer));
+        req.extensions_mut().insert(slot.clone());
         let mut app = app.clone();
         app.call(req)
     }));
@@ -393,6 +412,7 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
 async fn echo(
     State(state): State<AppState>,
     peer: Option<axum::Extension<PeerAddr>>,
+    slot: Option<axum::Extension<Slot>>,
     ws: Result<WebSocketUpgrade, Rejection>,
 ) -> Response {
     let peer_name = peer
@@ -413,6 +433,8 @@ async fn echo(
     });
     ws.on_upgrade(move |mut ws| async move {
         let _token = token;
+        // Counted under --max-connections until the WebSocket ends.
+        let _slot = slot;
         tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
         loop {
             tokio::select! {
