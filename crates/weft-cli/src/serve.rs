@@ -440,7 +440,10 @@ async fn echo(
             tokio::select! {
                 msg = ws.recv() => match msg {
                     Some(Ok(msg)) => {
-                        if ws.feed(msg).await.is_err() {
+                        if let Err(e) = ws.feed(msg).await {
+                            // The echo could not be queued: the peer stopped
+                            // reading (write timeout) or the transport failed.
+                            log.warn(format_args!("{peer}: connection dropped: {e}"));
                             break;
                         }
                     }
