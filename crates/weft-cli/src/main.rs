@@ -14,6 +14,13 @@ mod connect;
 mod ratelog;
 mod serve;
 
+/// jemalloc, whose background thread returns memory freed after a burst of
+/// connections (say, thousands of half-open handshakes) to the system within
+/// seconds; glibc's malloc keeps most of it, fragmented across its arenas.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// weft: a WebSocket server, client and demo.
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, long_about = None)]
