@@ -15,7 +15,7 @@ use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
@@ -198,7 +198,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         },
         _ => None,
     };
-    let listener = match TcpListener::bind(args.listen).await {
+    let listener = match listen(args.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("weft serve: cannot listen on {}: {e}", args.listen);
@@ -313,6 +313,25 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         tracing::warn!("some connections did not close within {grace:?}");
     }
     ExitCode::SUCCESS
+}
+
+/// Connections the kernel completes and queues for `accept` (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default). The usual 128 overflows when a few
+/// hundred clients connect at once, and each connection over it waits for a
+/// SYN retransmission: a second, then three, then seven.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std and tokio do on Unix: a restarted server can bind at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn serve_http<S>(
