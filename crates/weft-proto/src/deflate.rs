@@ -383,6 +383,13 @@ impl Deflate {
             let produced = (self.decompress.total_out() - out0) as usize;
             out.truncate(start + produced);
             input = &input[consumed..];
+            if out.len() > max_len {
+                // The byte past the limit only showed that it was passed:
+                // `out` keeps at most `max_len` bytes, as `decode` promises
+                // (whatever else the step found).
+                out.truncate(max_len);
+                return Err(too_big);
+            }
             match status {
                 Err(_) => {
                     return Err(ExtensionError {
@@ -390,7 +397,6 @@ impl Deflate {
                         reason: "invalid compressed data",
                     });
                 }
-                Ok(_) if out.len() > max_len => return Err(too_big),
                 Ok(Status::StreamEnd) => {
                     // A final block: nothing may follow within this message.
                     if !input.is_empty() {
@@ -640,6 +646,7 @@ mod tests {
         let err = c.decode(RSV1, &enc, true, &mut out, 1 << 20).unwrap_err();
         assert_eq!(err.code, CloseCode::MESSAGE_TOO_BIG);
         assert!(out.capacity() <= (1 << 20) + CHUNK + 1, "allocated {}", out.capacity());
+        assert_eq!(out.len(), 1 << 20, "out never holds more than the limit");
     }
 
     #[test]
