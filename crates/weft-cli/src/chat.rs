@@ -242,6 +242,7 @@ async fn join(
     Path(room): Path<String>,
     uri: Uri,
     peer: Option<axum::Extension<crate::serve::PeerAddr>>,
+    slot: Option<axum::Extension<crate::serve::Slot>>,
     ws: Result<WebSocketUpgrade, weft::axum::Rejection>,
 ) -> Response {
     let ws = match st.admission.check(peer, ws) {
@@ -259,6 +260,8 @@ async fn join(
     let ws = ws.config(weft::Config::default().protocol(limits));
     ws.on_upgrade(move |ws| async move {
         let _token = token;
+        // Counted under --max-connections until the WebSocket ends.
+        let _slot = slot;
         member(ws, st.hub, st.shutdown, format!("chat:{room}"), nick).await;
     })
 }

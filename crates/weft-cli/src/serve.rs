@@ -170,7 +170,7 @@ pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 /// that an upgraded WebSocket keeps it until it ends (the HTTP connection's
 /// task ends at the upgrade).
 #[derive(Clone)]
-struct Slot {
+pub(crate) struct Slot {
     _permit: Arc<OwnedSemaphorePermit>,
 }
 
