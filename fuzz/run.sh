@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 secs=${1:-30}
 shift || true
-all=(frame_header server_session client_session server_handshake client_handshake)
+all=(frame_header server_session client_session server_handshake client_handshake deflate server_upgrade)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 
