@@ -507,6 +507,10 @@ fn scaled(test: &str, wanted: usize) -> usize {
 /// server just closes), none earlier than the timeout, and none gets its
 /// request through. The well-behaved client is served all along, and the
 /// server's descriptors return to the baseline.
+///
+/// Needs about 1,100 descriptors in this process and in the server: with a
+/// soft `ulimit -n` too low for that beside the other tests, it runs fewer
+/// connections and says so on stderr (see `scaled`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_is_cut_off_by_the_handshake_timeout() {
     let s = Serve::start(&["--handshake-timeout", "2"]).await;
@@ -1152,6 +1156,10 @@ async fn a_decompression_bomb_gets_1009() {
 /// return to the baseline, and RSS returns to within 8 MiB of it once the
 /// allocator's background thread has returned the freed pages (its decay
 /// time is 10 s; the test waits up to 40 s).
+///
+/// Needs about 5,000 descriptors in this process and in the server: with a
+/// soft `ulimit -n` too low for that beside the other tests, it runs fewer
+/// connections and says so on stderr (see `scaled`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_thousand_dropped_handshakes_leave_nothing_behind() {
     let s = Serve::start(&[]).await;
