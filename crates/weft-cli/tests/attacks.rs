@@ -740,6 +740,7 @@ async fn garbage_and_non_websocket_requests_get_their_status() {
 async fn wrong_version_gets_426_naming_13() {
     let s = Serve::start(&[]).await;
     let mut good = Good::connect(&s).await;
+    let base = Baseline::take(&s);
     for version in ["8", "12", "14", "13, 8", ""] {
         let req = if version.is_empty() {
             upgrade_request("/echo", "").replace("Sec-WebSocket-Version: 13\r\n", "")
@@ -754,6 +755,8 @@ async fn wrong_version_gets_426_naming_13() {
         assert_eq!(r.header("sec-websocket-version"), Some("13"), "{}", r.head);
         good.round_trip().await;
     }
+    base.check_peak(&s, "wrong version", 4 * MIB);
+    s.settle_fds(base.fds + 4).await;
     good.close().await;
 }
 
@@ -791,6 +794,7 @@ async fn unmasked_frames_get_1002() {
 async fn invalid_utf8_gets_1007_at_the_first_bad_fragment() {
     let s = Serve::start(&[]).await;
     let mut good = Good::connect(&s).await;
+    let base = Baseline::take(&s);
 
     // Within one frame.
     let (mut tcp, _) = upgraded(s.addr, "").await;
@@ -840,6 +844,8 @@ async fn invalid_utf8_gets_1007_at_the_first_bad_fragment() {
     let (b0, payload) = within(10, "the echo", read_frame(&mut tcp)).await.unwrap();
     assert_eq!((b0, payload.as_slice()), (0x81, "snow ☃ man".as_bytes()));
 
+    base.check_peak(&s, "invalid UTF-8", 4 * MIB);
+    s.settle_fds(base.fds + 4).await;
     good.round_trip().await;
     good.close().await;
     new_client_is_served(&s).await;
@@ -1233,6 +1239,7 @@ async fn five_thousand_dropped_handshakes_leave_nothing_behind() {
 async fn bad_close_frames_get_1002_or_1007() {
     let s = Serve::start(&[]).await;
     let mut good = Good::connect(&s).await;
+    let base = Baseline::take(&s);
     let code = |c: u16| c.to_be_bytes().to_vec();
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("1-byte payload", vec![0x03], 1002, "close payload of 1 byte"),
@@ -1271,6 +1278,8 @@ async fn bad_close_frames_get_1002_or_1007() {
     let (b0, payload) = within(10, "the close", read_frame(&mut tcp)).await.unwrap();
     assert_eq!((b0, payload.len()), (0x88, 0));
     assert!(within(10, "the end", read_to_end(&mut tcp)).await.is_empty());
+    base.check_peak(&s, "bad close frames", 4 * MIB);
+    s.settle_fds(base.fds + 4).await;
     good.round_trip().await;
     good.close().await;
 }
@@ -1348,6 +1357,7 @@ async fn disallowed_origin_gets_403_and_bad_tokens_get_401() {
         n: 0,
     };
     good.round_trip().await;
+    let base = Baseline::take(&s);
     let cases: Vec<(&str, String, u16)> = vec![
         ("no token", upgrade_request("/echo", ""), 401),
         (
@@ -1395,6 +1405,8 @@ async fn disallowed_origin_gets_403_and_bad_tokens_get_401() {
         assert_eq!(r.status, status, "{what}: {}", r.head);
         good.round_trip().await;
     }
+    base.check_peak(&s, "origin and token", 4 * MIB);
+    s.settle_fds(base.fds + 4).await;
     // weft::connect without the token is refused too.
     assert!(weft::connect(&url).await.is_err());
     good.round_trip().await;
