@@ -141,6 +141,33 @@ impl Shared {
         }
     }
 
+    /// Account for `n` echoes arriving at `now`, whose timers started at
+    /// `starts`; returns the phase they arrived in.
+    fn arrived(
+        &self,
+        n: usize,
+        size: usize,
+        now: Instant,
+        starts: impl Iterator<Item = Instant>,
+        samples: &mut Vec<u64>,
+    ) -> u8 {
+        let phase = self.phase.load(Ordering::Relaxed);
+        self.seen.fetch_add(n as u64, Ordering::Relaxed);
+        for t in starts.take(n) {
+            if phase == MEASURE {
+                samples.push(now.saturating_duration_since(t).as_nanos() as u64);
+            }
+        }
+        if phase == MEASURE {
+            self.messages.fetch_add(n as u64, Ordering::Relaxed);
+            self.bytes.fetch_add((n * size) as u64, Ordering::Relaxed);
+            if samples.len() >= 200 {
+                self.record(samples);
+            }
+        }
+        phase
+    }
+
     fn record(&self, samples: &mut Vec<u64>) {
         if let Ok(mut h) = self.latency.lock() {
             for s in samples.drain(..) {
@@ -349,22 +376,9 @@ async fn echo_closed_loop(
         if n == 0 {
             continue;
         }
-        let phase = shared.phase.load(Ordering::Relaxed);
         let now = Instant::now();
-        shared.seen.fetch_add(n as u64, Ordering::Relaxed);
-        for _ in 0..n {
-            let t = sent.pop_front().unwrap_or(now);
-            if phase == MEASURE {
-                samples.push(now.duration_since(t).as_nanos() as u64);
-            }
-        }
-        if phase == MEASURE {
-            shared.messages.fetch_add(n as u64, Ordering::Relaxed);
-            shared.bytes.fetch_add((n * args.size) as u64, Ordering::Relaxed);
-            if samples.len() >= 200 {
-                shared.record(&mut samples);
-            }
-        }
+        let starts = (0..n).map(|_| sent.pop_front().unwrap_or(now));
+        let phase = shared.arrived(n, args.size, now, starts, &mut samples);
         if phase == STOP {
             shared.record(&mut samples);
             let _ = io.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]).await;
@@ -430,21 +444,8 @@ async fn echo_open_loop(
             }
         };
         let now = Instant::now();
-        let phase = shared.phase.load(Ordering::Relaxed);
-        shared.seen.fetch_add(n as u64, Ordering::Relaxed);
-        for _ in 0..n {
-            let due = due_rx.try_recv().unwrap_or(now);
-            if phase == MEASURE {
-                samples.push(now.saturating_duration_since(due).as_nanos() as u64);
-            }
-        }
-        if phase == MEASURE {
-            shared.messages.fetch_add(n as u64, Ordering::Relaxed);
-            shared.bytes.fetch_add((n * args.size) as u64, Ordering::Relaxed);
-            if samples.len() >= 200 {
-                shared.record(&mut samples);
-            }
-        }
+        let starts = (0..n).map(|_| due_rx.try_recv().unwrap_or(now));
+        let phase = shared.arrived(n, args.size, now, starts, &mut samples);
         if phase == STOP {
             break;
         }
