@@ -107,6 +107,11 @@ pub(crate) struct ServeArgs {
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
+
+    /// Worker threads (default: one per core). 1 runs the whole server on
+    /// the main thread (a current-thread runtime).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
 }
 
 /// What every request handler shares.
