@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,9 +14,10 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::task::TaskTracker;
@@ -22,8 +25,10 @@ use tower_service::Service;
 use weft::axum::{Rejection, WebSocketUpgrade};
 use weft::policy::{OriginPolicy, TokenAuth};
 use weft::proto::deflate::PerMessageDeflate;
-use weft::proto::{Accept, ServerExtension};
-use weft::{CloseCode, Config, Keepalive};
+use weft::proto::{
+    Accept, Connection, HandshakeError, HeadScanner, Request as HttpHead, Role, ServerExtension, UpgradeRequest,
+};
+use weft::{CloseCode, Config, Keepalive, WebSocket};
 
 use crate::ratelog::RateLimitedLog;
 
@@ -149,15 +154,16 @@ impl Admission {
             Box::new(Rejection(e).into_response())
         };
         let ws = ws.map_err(|r| refused(r.0))?;
-        let admitted = self
-            .origins
-            .check_request(ws.request())
-            .and_then(|()| match &self.token {
-                Some(auth) => auth.check(ws.request()),
-                None => Ok(()),
-            });
-        admitted.map_err(refused)?;
+        self.admit(ws.request()).map_err(refused)?;
         Ok(ws)
+    }
+
+    /// The origin policy and the token, without logging.
+    fn admit(&self, req: &UpgradeRequest) -> Result<(), HandshakeError> {
+        self.origins.check_request(req).and_then(|()| match &self.token {
+            Some(auth) => auth.check(req),
+            None => Ok(()),
+        })
     }
 }
 
@@ -236,15 +242,16 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         token: args.token.as_deref().map(TokenAuth::new),
         log: log.clone(),
     });
-    let app = router(AppState {
+    let state = AppState {
         shutdown: stop_rx.clone(),
         tracker: tracker.clone(),
         extensions,
         admission: admission.clone(),
         config,
         log: log.clone(),
-    })
-    .merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone(), admission));
+    };
+    let echo = Arc::new(state.clone());
+    let app = router(state).merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone(), admission));
     let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 
     let mut stop = stop_rx.clone();
@@ -274,21 +281,34 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                     });
                     continue;
                 };
-                let app = app.clone();
-                let tls = tls.clone();
-                let stop = stop_rx.clone();
-                let log = log.clone();
-                tracker.spawn(async move {
-                    let _permit = permit;
-                    match tls {
-                        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_http(stream, peer, app, stop, handshake_timeout).await,
-                            Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
-                            Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
-                        },
-                        None => serve_http(tcp, peer, app, stop, handshake_timeout).await,
+                let conn = Conn {
+                    peer,
+                    app: app.clone(),
+                    echo: echo.clone(),
+                    head_timeout: handshake_timeout,
+                };
+                // Two task types, so that a plain connection's task is not
+                // sized for a TLS stream.
+                match &tls {
+                    Some(acceptor) => {
+                        let accept = acceptor.accept(tcp);
+                        let log = log.clone();
+                        tracker.spawn(async move {
+                            let _permit = permit;
+                            match tokio::time::timeout(handshake_timeout, accept).await {
+                                Ok(Ok(stream)) => serve_conn(stream, conn).await,
+                                Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
+                                Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
+                            }
+                        });
                     }
-                });
+                    None => {
+                        tracker.spawn(async move {
+                            let _permit = permit;
+                            serve_conn(tcp, conn).await;
+                        });
+                    }
+                }
             }
         }
     }
@@ -301,6 +321,164 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         tracing::warn!("some connections did not close within {grace:?}");
     }
     ExitCode::SUCCESS
+}
+
+/// What a connection task needs besides its transport.
+struct Conn {
+    peer: SocketAddr,
+    app: Router,
+    echo: Arc<AppState>,
+    head_timeout: Duration,
+}
+
+/// How the first request head ended.
+enum Head {
+    /// A complete head of this many bytes.
+    Complete(usize),
+    /// Not a head weft reads itself (too large, cut short): hyper decides.
+    Other,
+    /// The peer closed, or the read failed, before sending anything.
+    Gone,
+}
+
+async fn read_head<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut, max_head_size: usize) -> Head {
+    let mut scanner = HeadScanner::new(max_head_size);
+    loop {
+        match scanner.scan(buf) {
+            Ok(Some(n)) => return Head::Complete(n),
+            Ok(None) => {}
+            Err(_) => return Head::Other,
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(1024);
+        }
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Head::Gone,
+            Ok(0) | Err(_) => return Head::Other,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One connection. A WebSocket upgrade to `/echo` (the hot path) is read
+/// and answered here, and the socket runs straight on the transport; every
+/// other request (pages, chat, refusals of malformed upgrades) goes to hyper
+/// and axum along with the bytes already read, so they are answered as
+/// before.
+async fn serve_conn<S>(mut io: S, conn: Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn {
+        peer,
+        app,
+        echo,
+        head_timeout,
+    } = conn;
+    let limits = echo.config.handshake;
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = match tokio::time::timeout(head_timeout, read_head(&mut io, &mut buf, limits.max_head_size)).await {
+        Ok(head) => head,
+        // As hyper's header_read_timeout: close without an answer.
+        Err(_) => return,
+    };
+    let upgrade = match head {
+        Head::Gone => return,
+        Head::Other => None,
+        Head::Complete(n) => HttpHead::parse(&buf[..n], &limits)
+            .ok()
+            .filter(|req| req.path() == "/echo")
+            .and_then(|req| UpgradeRequest::new(req).ok())
+            .map(|up| (n, up)),
+    };
+    let Some((n, up)) = upgrade else {
+        let stop = echo.shutdown.clone();
+        drop(echo);
+        let io = Prefixed {
+            prefix: buf.freeze(),
+            io,
+        };
+        return Box::pin(serve_http(io, peer, app, stop, head_timeout)).await;
+    };
+    drop(app);
+    if let Err(e) = echo.admission.admit(&up) {
+        echo.log
+            .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = io.write_all(&e.response()).await;
+            let _ = io.shutdown().await;
+        })
+        .await;
+        return;
+    }
+    let accepted = up.accept(&Accept {
+        extensions: echo.extensions.clone(),
+        ..Accept::default()
+    });
+    drop(up);
+    if io.write_all(&accepted.response).await.is_err() || io.flush().await.is_err() {
+        return;
+    }
+    let conn = Connection::new(Role::Server, echo.config.protocol.clone()).with_extension(accepted.extension);
+    let ws = WebSocket::from_parts(
+        io,
+        conn,
+        &echo.config,
+        &buf[n..],
+        accepted.protocol,
+        accepted.extensions_header,
+    );
+    drop(buf);
+    echo_loop(ws, peer, echo.shutdown.clone(), &echo.log).await;
+}
+
+/// A transport whose first bytes were already read: they are read again
+/// first.
+struct Prefixed<S> {
+    prefix: Bytes,
+    io: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 async fn serve_http<S>(io: S, peer: SocketAddr, app: Router, mut stop: watch::Receiver<bool>, head_timeout: Duration)
@@ -386,60 +564,70 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Echo: text stays text, binary stays binary; the peer's close code is
-/// echoed by the protocol core. Replies are queued with `feed` and written
-/// together when the socket has nothing more to read.
+/// Echo through axum (an upgrade that reached hyper: one that followed
+/// other requests on a kept-alive connection).
 async fn echo(
     State(state): State<AppState>,
     peer: Option<axum::Extension<PeerAddr>>,
     ws: Result<WebSocketUpgrade, Rejection>,
 ) -> Response {
-    let peer_name = peer
-        .as_ref()
-        .map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
+    let addr = peer.as_ref().map(|p| p.0.0);
     let ws = match state.admission.check(peer, ws) {
         Ok(ws) => ws,
         Err(refusal) => return *refusal,
     };
-    let peer = peer_name;
-    let tracker = state.tracker.clone();
-    let mut stop = state.shutdown.clone();
-    let token = tracker.token();
+    let token = state.tracker.token();
+    let stop = state.shutdown.clone();
     let log = state.log.clone();
     let ws = ws.config(state.config.clone()).accept(Accept {
         extensions: state.extensions.clone(),
         ..Accept::default()
     });
-    ws.on_upgrade(move |mut ws| async move {
+    ws.on_upgrade(move |ws| async move {
         let _token = token;
-        tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
-        loop {
-            tokio::select! {
-                msg = ws.recv() => match msg {
-                    Some(Ok(msg)) => {
-                        if ws.feed(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        log.warn(format_args!("{peer}: connection closed abnormally: {e}"));
+        let peer = addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        echo_loop(ws, peer, stop, &log).await;
+    })
+}
+
+/// Echo: text stays text, binary stays binary; the peer's close code is
+/// echoed by the protocol core. Replies are queued with `feed` and written
+/// together when the socket has nothing more to read.
+async fn echo_loop<S>(mut ws: WebSocket<S>, peer: SocketAddr, mut stop: watch::Receiver<bool>, log: &RateLimitedLog)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
+    // One shutdown future for the whole connection, registered once.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            biased;
+            msg = ws.recv() => match msg {
+                Some(Ok(msg)) => {
+                    if ws.feed(msg).await.is_err() {
                         break;
                     }
-                    None => break,
-                },
-                _ = stop.changed() => {
-                    // Answer what already arrived, then close with 1001.
-                    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::ZERO, ws.recv()).await {
-                        if ws.feed(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                }
+                Some(Err(e)) => {
+                    log.warn(format_args!("{peer}: connection closed abnormally: {e}"));
                     break;
                 }
+                None => break,
+            },
+            _ = &mut stopped => {
+                // Answer what already arrived, then close with 1001.
+                while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::ZERO, ws.recv()).await {
+                    if ws.feed(msg).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                break;
             }
         }
-    })
+    }
 }
 
 async fn shutdown_signal() {
