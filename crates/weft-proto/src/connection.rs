@@ -524,7 +524,13 @@ impl Connection {
                         };
                         return self.need_more();
                     }
-                    let payload = self.rbuf.split_to(remaining).freeze();
+                    let payload = if remaining == self.rbuf.len() {
+                        // The whole buffer: handed over without sharing it
+                        // (no reference-counted header to allocate).
+                        std::mem::take(&mut self.rbuf).freeze()
+                    } else {
+                        self.rbuf.split_to(remaining).freeze()
+                    };
                     self.rstate = ReadState::Header;
                     if let Some(ev) = self.on_frame(h, payload)? {
                         return Ok(Some(ev));
@@ -779,6 +785,10 @@ impl Connection {
             mask,
             payload_len: len as u64,
         };
+        if mask.is_some() || matches!(&payload, Payload::Slice(_)) || len < ZERO_COPY_MIN {
+            // Header and payload are copied into the tail: one reservation.
+            self.out.tail.reserve(14 + len);
+        }
         self.out.header(&h);
         match (mask, payload) {
             (Some(key), p) => self.out.masked(p.as_slice(), key),

@@ -8,6 +8,7 @@
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker, ready};
@@ -25,6 +26,9 @@ use crate::error::Error;
 
 /// The reason recorded when the closing handshake runs out of time.
 const CLOSE_TIMED_OUT: &str = "close timed out";
+
+/// The most read into the stack when the connection holds no read buffer.
+const SCRATCH_SIZE: usize = 8192;
 
 /// Payload of the pings the keepalive sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
@@ -225,12 +229,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
             // Read.
             let n = if self.conn.wants_data() {
-                let want = self.conn.read_hint().clamp(self.read_size, 1 << 20);
+                let hint = self.conn.read_hint();
                 let buf = self.conn.read_buffer_mut();
-                if buf.capacity() - buf.len() < want {
-                    buf.reserve(want);
-                }
-                match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf) {
+                let res = if buf.is_empty() && buf.capacity() < self.read_size && hint <= SCRATCH_SIZE {
+                    // No buffer (it is released whenever the socket has
+                    // nothing to read): read into the stack and keep only
+                    // what arrived, so that a small message costs a small
+                    // allocation of its own size rather than a whole buffer.
+                    let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH_SIZE];
+                    let mut rb = ReadBuf::uninit(&mut scratch[..self.read_size.min(SCRATCH_SIZE)]);
+                    match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) => {
+                            self.conn.receive_data(rb.filled());
+                            Poll::Ready(Ok(rb.filled().len()))
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                } else {
+                    let want = hint.clamp(self.read_size, 1 << 20);
+                    if buf.capacity() - buf.len() < want {
+                        buf.reserve(want);
+                    }
+                    tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+                };
+                match res {
                     Poll::Ready(Ok(n)) => n,
                     Poll::Ready(Err(e)) => {
                         self.conn.abort("read failed");
