@@ -320,7 +320,8 @@ pub struct Connection {
     utf8: Utf8Validator,
     out: OutQueue,
     pending_pong: Option<Bytes>,
-    masks: Option<MaskSource>,
+    /// Client only; boxed so that a server connection does not carry it.
+    masks: Option<Box<MaskSource>>,
     extension: Option<Box<dyn Extension>>,
     ext_buf: BytesMut,
     /// A fragmented message being sent: its kind and whether the extension
@@ -330,7 +331,8 @@ pub struct Connection {
     close_sent: bool,
     close_received: bool,
     eof: bool,
-    error: Option<Error>,
+    /// Boxed: rare, and a connection is kept small for idle servers.
+    error: Option<Box<Error>>,
 }
 
 impl Connection {
@@ -345,7 +347,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
             pending_pong: None,
-            masks: (role == Role::Client).then(MaskSource::new),
+            masks: (role == Role::Client).then(|| Box::new(MaskSource::new())),
             extension: None,
             ext_buf: BytesMut::new(),
             sending: None,
@@ -393,7 +395,7 @@ impl Connection {
 
     /// The sticky error, once the connection has failed.
     pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     // ----- receiving -----------------------------------------------------
@@ -443,7 +445,7 @@ impl Connection {
     /// error is returned on every later call.
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
         if let Some(e) = &self.error {
-            return Err(e.clone());
+            return Err(Error::clone(e));
         }
         match self.read_event() {
             Ok(ev) => Ok(ev),
@@ -751,7 +753,7 @@ impl Connection {
         self.rbuf = BytesMut::new();
         self.assembly = Assembly::default();
         self.pending_pong = None;
-        self.error = Some(e);
+        self.error = Some(Box::new(e));
     }
 
     /// Abort the connection locally (for example a keepalive or close-handshake
@@ -761,7 +763,7 @@ impl Connection {
             self.close_received = true;
             self.close_sent = true;
             self.pending_pong = None;
-            self.error = Some(Error::Aborted(why));
+            self.error = Some(Box::new(Error::Aborted(why)));
         }
     }
 
@@ -777,7 +779,7 @@ impl Connection {
 
     fn push_frame(&mut self, opcode: Opcode, rsv: u8, fin: bool, payload: Payload<'_>) {
         let len = payload.len();
-        let mask = self.masks.as_mut().map(MaskSource::next);
+        let mask = self.masks.as_mut().map(|m| m.next());
         let h = FrameHeader {
             fin,
             rsv,

@@ -6,7 +6,7 @@
 //! `flush` and `ready` are cancel-safe (`send` and `feed` are cancel-safe in
 //! the sense that the message is either queued whole or not at all).
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -33,13 +33,23 @@ const SCRATCH_SIZE: usize = 8192;
 /// Payload of the pings the keepalive sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
 
-struct KeepaliveTimer {
-    cfg: Keepalive,
-    sleep: Pin<Box<Sleep>>,
-    /// Bytes arrived since the timer was last armed.
-    saw_data: bool,
-    /// A keepalive ping is out and unanswered.
-    awaiting: bool,
+pin_project_lite::pin_project! {
+    /// The keepalive's state with its timer, in one allocation.
+    struct KeepaliveTimer {
+        cfg: Keepalive,
+        #[pin]
+        sleep: Sleep,
+        // Bytes arrived since the timer was last armed.
+        saw_data: bool,
+        // A keepalive ping is out and unanswered.
+        awaiting: bool,
+    }
+}
+
+/// What the handshake agreed, kept out of line (often nothing).
+struct Negotiated {
+    protocol: Option<String>,
+    extensions: Option<String>,
 }
 
 /// Everything one connection needs; shared by the halves after a split.
@@ -50,7 +60,7 @@ pub(crate) struct Inner<S> {
     write_buffer_size: usize,
     write_timeout: Option<Duration>,
     close_timeout: Duration,
-    keepalive: Option<KeepaliveTimer>,
+    keepalive: Option<Pin<Box<KeepaliveTimer>>>,
     /// Armed while a write makes no progress, or once closing begins.
     deadline: Option<Pin<Box<Sleep>>>,
     deadline_is_close: bool,
@@ -63,9 +73,8 @@ pub(crate) struct Inner<S> {
     /// Shut down for writing after a failure; discarding input until the
     /// peer closes (lingering close).
     draining: bool,
-    protocol: Option<String>,
-    extensions: Option<String>,
-    peer_close: Option<CloseFrame>,
+    negotiated: Option<Box<Negotiated>>,
+    peer_close: Option<Box<CloseFrame>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -77,11 +86,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             write_buffer_size: cfg.write_buffer_size,
             write_timeout: cfg.write_timeout,
             close_timeout: cfg.close_timeout,
-            keepalive: cfg.keepalive.map(|k| KeepaliveTimer {
-                cfg: k,
-                sleep: Box::pin(tokio::time::sleep(k.interval)),
-                saw_data: false,
-                awaiting: false,
+            keepalive: cfg.keepalive.map(|k| {
+                Box::pin(KeepaliveTimer {
+                    cfg: k,
+                    sleep: tokio::time::sleep(k.interval),
+                    saw_data: false,
+                    awaiting: false,
+                })
             }),
             deadline: None,
             deadline_is_close: false,
@@ -89,8 +100,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             reported: false,
             shutdown_now: false,
             draining: false,
-            protocol,
-            extensions,
+            negotiated: (protocol.is_some() || extensions.is_some())
+                .then(|| Box::new(Negotiated { protocol, extensions })),
             peer_close: None,
         }
     }
@@ -177,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // close frame it queued is written and the transport is shut down.
             if let Ok(Some(ev)) = self.conn.poll_event() {
                 if let Event::Close(f) = &ev {
-                    self.peer_close = f.clone();
+                    self.peer_close = f.clone().map(Box::new);
                 }
                 return Poll::Ready(Ok(Some(ev)));
             }
@@ -276,7 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if n == 0 {
                 self.conn.receive_eof();
             } else if let Some(k) = self.keepalive.as_mut() {
-                k.saw_data = true;
+                *k.as_mut().project().saw_data = true;
             }
         }
     }
@@ -307,15 +318,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let Some(k) = self.keepalive.as_mut() else {
             return Poll::Pending;
         };
-        if k.sleep.as_mut().poll(cx).is_pending() {
+        let k = k.as_mut().project();
+        let mut sleep = k.sleep;
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let now = Instant::now();
-        if k.saw_data {
-            k.saw_data = false;
-            k.awaiting = false;
-            k.sleep.as_mut().reset(now + k.cfg.interval);
-        } else if k.awaiting {
+        if *k.saw_data {
+            *k.saw_data = false;
+            *k.awaiting = false;
+            sleep.as_mut().reset(now + k.cfg.interval);
+        } else if *k.awaiting {
             self.conn.abort("keepalive timed out");
             // `done` means the transport is shut down: do it now rather than
             // when the socket is dropped. Best effort: a dead peer may never
@@ -325,14 +338,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.reported = true;
             return Poll::Ready(Err(Error::Timeout("keepalive")));
         } else {
-            k.awaiting = true;
-            k.sleep.as_mut().reset(now + k.cfg.timeout);
+            *k.awaiting = true;
+            sleep.as_mut().reset(now + k.cfg.timeout);
             if self.conn.send_ping(Bytes::from_static(KEEPALIVE_PAYLOAD)).is_ok() {
                 let _ = self.poll_write_out(cx);
             }
         }
         // Register the timer's waker again.
-        let _ = self.keepalive.as_mut().map(|k| k.sleep.as_mut().poll(cx));
+        let _ = self.keepalive.as_mut().map(|k| k.as_mut().project().sleep.poll(cx));
         Poll::Pending
     }
 
@@ -408,7 +421,7 @@ impl<S> std::fmt::Debug for WebSocket<S> {
         f.debug_struct("WebSocket")
             .field("role", &self.inner.conn.role())
             .field("state", &self.inner.conn.state())
-            .field("protocol", &self.inner.protocol)
+            .field("protocol", &self.protocol())
             .finish_non_exhaustive()
     }
 }
@@ -464,10 +477,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Queue a message, waiting first if the output is over
     /// `write_buffer_size`. Written by the next `flush`, `send` or `recv`.
-    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
-        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.conn.send(msg.into())?;
-        Ok(())
+    ///
+    /// The future holds the socket and the message, nothing more: a loop that
+    /// awaits it stays small.
+    pub fn feed(&mut self, msg: impl Into<Message>) -> impl Future<Output = Result<(), Error>> + '_ {
+        let mut msg = Some(msg.into());
+        poll_fn(move |cx| {
+            ready!(self.inner.poll_ready(cx))?;
+            match msg.take() {
+                Some(m) => Poll::Ready(self.inner.conn.send(m).map_err(Error::from)),
+                None => Poll::Ready(Ok(())),
+            }
+        })
     }
 
     /// Write everything queued. Cancel-safe.
@@ -547,12 +568,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S> WebSocket<S> {
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.inner.protocol.as_deref()
+        self.inner.negotiated.as_ref().and_then(|n| n.protocol.as_deref())
     }
 
     /// The `Sec-WebSocket-Extensions` value agreed in the handshake.
     pub fn extensions(&self) -> Option<&str> {
-        self.inner.extensions.as_deref()
+        self.inner.negotiated.as_ref().and_then(|n| n.extensions.as_deref())
     }
 
     /// Where the closing handshake stands.
@@ -563,7 +584,7 @@ impl<S> WebSocket<S> {
     /// The close frame the peer sent, once it arrived (`None` also when it
     /// carried no code).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.inner.peer_close.as_ref()
+        self.inner.peer_close.as_deref()
     }
 
     /// Bytes queued and not yet written.
@@ -727,7 +748,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
 
     /// The peer's close frame, once received.
     pub fn close_frame(&self) -> Option<CloseFrame> {
-        self.inner.lock().peer_close.clone()
+        self.inner.lock().peer_close.as_deref().cloned()
     }
 
     /// Put the halves back together.
