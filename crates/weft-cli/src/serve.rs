@@ -1,6 +1,7 @@
 //! `weft serve`: the demo page, `/echo`, `/healthz`, over HTTP or HTTPS, with
 //! bounded resources and an admission policy.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -19,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use weft::axum::{Rejection, WebSocketUpgrade};
@@ -282,6 +283,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                     continue;
                 };
                 let conn = Conn {
+                    permit,
                     peer,
                     app: app.clone(),
                     echo: echo.clone(),
@@ -294,7 +296,6 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                         let accept = acceptor.accept(tcp);
                         let log = log.clone();
                         tracker.spawn(async move {
-                            let _permit = permit;
                             match tokio::time::timeout(handshake_timeout, accept).await {
                                 Ok(Ok(stream)) => serve_conn(stream, conn).await,
                                 Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
@@ -303,10 +304,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                         });
                     }
                     None => {
-                        tracker.spawn(async move {
-                            let _permit = permit;
-                            serve_conn(tcp, conn).await;
-                        });
+                        tracker.spawn(serve_conn(tcp, conn));
                     }
                 }
             }
@@ -325,6 +323,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
 
 /// What a connection task needs besides its transport.
 struct Conn {
+    /// A place under --max-connections, held as long as the connection.
+    permit: OwnedSemaphorePermit,
     peer: SocketAddr,
     app: Router,
     echo: Arc<AppState>,
@@ -370,6 +370,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Conn {
+        permit,
         peer,
         app,
         echo,
@@ -398,7 +399,9 @@ where
             prefix: buf.freeze(),
             io,
         };
-        return Box::pin(serve_http(io, peer, app, stop, head_timeout)).await;
+        Box::pin(serve_http(io, peer, app, stop, head_timeout)).await;
+        drop(permit);
+        return;
     };
     drop(app);
     if let Err(e) = echo.admission.admit(&up) {
@@ -429,7 +432,11 @@ where
         accepted.extensions_header,
     );
     drop(buf);
-    echo_loop(ws, peer, echo.shutdown.clone(), &echo.log).await;
+    // The socket gets a task of its own, sized for it alone rather than for
+    // everything this handshake needed: that is what an idle connection costs.
+    let stop = echo.shutdown.clone();
+    let task = echo_loop(ws, peer, stop, echo.log.clone(), permit);
+    echo.tracker.spawn(task);
 }
 
 /// A transport whose first bytes were already read: they are read again
@@ -586,47 +593,72 @@ async fn echo(
     ws.on_upgrade(move |ws| async move {
         let _token = token;
         let peer = addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        echo_loop(ws, peer, stop, &log).await;
+        echo_loop(ws, peer, stop, log, ()).await;
     })
 }
 
 /// Echo: text stays text, binary stays binary; the peer's close code is
 /// echoed by the protocol core. Replies are queued with `feed` and written
 /// together when the socket has nothing more to read.
-async fn echo_loop<S>(mut ws: WebSocket<S>, peer: SocketAddr, mut stop: watch::Receiver<bool>, log: &RateLimitedLog)
+/// `_hold` is kept until the connection ends (the --max-connections permit).
+///
+/// A plain function returning an `async move` block, not an `async fn`: the
+/// block uses the captured socket in place, where an `async fn` would keep
+/// its parameters and the locals they are moved into, doubling the task's
+/// size (what every idle connection costs).
+#[allow(clippy::manual_async_fn)]
+fn echo_loop<S, H>(
+    mut ws: WebSocket<S>,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    log: Arc<RateLimitedLog>,
+    hold: H,
+) -> impl Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
-    // One shutdown future for the whole connection, registered once.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
-    loop {
-        tokio::select! {
-            biased;
-            msg = ws.recv() => match msg {
-                Some(Ok(msg)) => {
-                    if ws.feed(msg).await.is_err() {
+    async move {
+        let _hold = hold;
+        tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
+        // One shutdown future for the whole connection, registered once.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                biased;
+                msg = ws.recv() => match msg {
+                    Some(Ok(msg)) => {
+                        if ws.feed(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        log.warn(format_args!("{peer}: connection closed abnormally: {e}"));
                         break;
                     }
-                }
-                Some(Err(e)) => {
-                    log.warn(format_args!("{peer}: connection closed abnormally: {e}"));
+                    None => break,
+                },
+                _ = &mut stopped => {
+                    // Answer what already arrived, then close with 1001.
+                    while let Some(Some(Ok(msg))) = ready_now(ws.recv()) {
+                        if ws.feed(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
                     break;
                 }
-                None => break,
-            },
-            _ = &mut stopped => {
-                // Answer what already arrived, then close with 1001.
-                while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::ZERO, ws.recv()).await {
-                    if ws.feed(msg).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
-                break;
             }
         }
+    }
+}
+
+/// The output of `f` if it is ready without waiting.
+fn ready_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
     }
 }
 
