@@ -25,7 +25,8 @@ HOLD=${HOLD:-3}                # seconds the idle connections are held
 SCENARIOS=${SCENARIOS:-"a b c d e h"}
 SERVERS=${SERVERS:-"weft tungstenite fastwebsockets tokio-websockets sockudo ws"}
 LOAD_MAX=${LOAD_MAX:-1.5}      # wait for the 1-minute load average to drop below this...
-LOAD_WAIT=${LOAD_WAIT:-300}    # ...for at most this many seconds before each point
+LOAD_WAIT=${LOAD_WAIT:-300}    # ...for at most this many seconds before each point,
+LOAD_BUDGET=${LOAD_BUDGET:-900} # and this many in all (on a shared machine the load may never drop)
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 PORT_BASE=${PORT_BASE:-19100}
@@ -67,21 +68,23 @@ RESULTS=$OUT/results.jsonl
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
   echo "weft: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' (modified)')"
-  echo "command: REPS=$REPS DURATION=$DURATION WARMUP=$WARMUP HOLD=$HOLD SCENARIOS=\"$SCENARIOS\" SERVERS=\"$SERVERS\" bash bench/run.sh"
+  echo "command: REPS=$REPS DURATION=$DURATION WARMUP=$WARMUP HOLD=$HOLD LOAD_MAX=$LOAD_MAX LOAD_WAIT=$LOAD_WAIT LOAD_BUDGET=$LOAD_BUDGET bash bench/run.sh"
 } >"$OUT/meta.txt"
 cat "$OUT/meta.txt" >&2
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
+WAITED_TOTAL=0
 wait_for_quiet() {
   local waited=0
   while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN { exit !(l >= m) }'; do
-    if (( waited >= LOAD_WAIT )); then
-      echo "  load average still $(load1) after ${LOAD_WAIT}s: measuring anyway" >&2
+    if (( waited >= LOAD_WAIT || WAITED_TOTAL >= LOAD_BUDGET )); then
+      echo "  load average still $(load1) after ${waited}s (${WAITED_TOTAL}s waited in all): measuring anyway" >&2
       return
     fi
     sleep 5
     waited=$(( waited + 5 ))
+    WAITED_TOTAL=$(( WAITED_TOTAL + 5 ))
   done
 }
 
