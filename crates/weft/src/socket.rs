@@ -57,6 +57,9 @@ pub(crate) struct Inner<S> {
     io: S,
     conn: Connection,
     read_size: usize,
+    /// The size of the last message: the next is read straight into a
+    /// buffer of about that size when it is larger than the stack scratch.
+    expect: usize,
     write_buffer_size: usize,
     write_timeout: Option<Duration>,
     close_timeout: Duration,
@@ -83,6 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             io,
             conn,
             read_size: cfg.read_buffer_size,
+            expect: 0,
             write_buffer_size: cfg.write_buffer_size,
             write_timeout: cfg.write_timeout,
             close_timeout: cfg.close_timeout,
@@ -187,8 +191,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // An error is kept by the connection (sticky) and reported once the
             // close frame it queued is written and the transport is shut down.
             if let Ok(Some(ev)) = self.conn.poll_event() {
-                if let Event::Close(f) = &ev {
-                    self.peer_close = f.clone().map(Box::new);
+                match &ev {
+                    Event::Message(m) => self.expect = m.len(),
+                    Event::Close(f) => self.peer_close = f.clone().map(Box::new),
+                    _ => {}
                 }
                 return Poll::Ready(Ok(Some(ev)));
             }
@@ -242,7 +248,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             let n = if self.conn.wants_data() {
                 let hint = self.conn.read_hint();
                 let buf = self.conn.read_buffer_mut();
-                let res = if buf.is_empty() && buf.capacity() < self.read_size && hint <= SCRATCH_SIZE {
+                // Between messages, expect one the size of the last.
+                let expect = if buf.is_empty() { hint.max(self.expect) } else { hint };
+                let res = if buf.is_empty() && buf.capacity() < self.read_size && expect <= SCRATCH_SIZE {
                     // No buffer (it is released whenever the socket has
                     // nothing to read): read into the stack and keep only
                     // what arrived, so that a small message costs a small
@@ -258,7 +266,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         Poll::Pending => Poll::Pending,
                     }
                 } else {
-                    let want = hint.clamp(self.read_size, 1 << 20);
+                    // Room for what is expected and a little more: a read
+                    // that does not fill the buffer tells the runtime that
+                    // the socket is drained, which saves a read that would
+                    // only say "would block".
+                    let want = expect.clamp(self.read_size, 1 << 20) + self.read_size;
                     if buf.capacity() - buf.len() < want {
                         buf.reserve(want);
                     }
