@@ -113,12 +113,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Write queued output until none is left or the socket would block.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         while self.conn.has_transmit() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = self.conn.transmit_slices(&mut slices);
             let io = Pin::new(&mut self.io);
+            // Most of the time the output is one or two pieces: gather up to
+            // four, and only a longer queue pays for a 64-slice array.
+            let mut few = [IoSlice::new(&[]); 4];
+            let n = self.conn.transmit_slices(&mut few);
             let res = if n == 1 {
-                io.poll_write(cx, &slices[0])
+                io.poll_write(cx, &few[0])
+            } else if n < few.len() {
+                io.poll_write_vectored(cx, &few[..n])
             } else {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let n = self.conn.transmit_slices(&mut slices);
                 io.poll_write_vectored(cx, &slices[..n])
             };
             match res {
