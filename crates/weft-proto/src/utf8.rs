@@ -78,7 +78,9 @@ impl Utf8Validator {
             }
             data = &data[take..];
         }
-        if simdutf8::basic::from_utf8(data).is_ok() {
+        // ASCII (most text) in a word-at-a-time pass; short inputs would go
+        // to the standard library's general validator anyway.
+        if data.is_ascii() || simdutf8::basic::from_utf8(data).is_ok() {
             return Ok(());
         }
         match simdutf8::compat::from_utf8(data) {
