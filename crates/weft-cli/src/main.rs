@@ -1,5 +1,9 @@
 //! `weft`: serve the echo demo, or connect to any WebSocket server from a terminal.
 
+// The doc comments of the argument structs are the `--help` text, where a URL
+// is written as it is typed, not as a Markdown link.
+#![allow(rustdoc::bare_urls)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
