@@ -47,7 +47,20 @@ fn main() -> ExitCode {
         Command::Bench(args) => return bench::run(args),
         other => other,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match &cli {
+        Command::Serve(args) if args.threads == Some(1) => {
+            tokio::runtime::Builder::new_current_thread().enable_all().build()
+        }
+        Command::Serve(args) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = args.threads {
+                b.worker_threads(usize::from(n));
+            }
+            b.enable_all().build()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("weft: cannot start the runtime: {e}");

@@ -1,10 +1,13 @@
 //! `weft serve`: the demo page, `/echo`, `/healthz`, over HTTP or HTTPS, with
 //! bounded resources and an admission policy.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,9 +15,10 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
@@ -22,8 +26,10 @@ use tower_service::Service;
 use weft::axum::{Rejection, WebSocketUpgrade};
 use weft::policy::{OriginPolicy, TokenAuth};
 use weft::proto::deflate::PerMessageDeflate;
-use weft::proto::{Accept, ServerExtension};
-use weft::{CloseCode, Config, Keepalive};
+use weft::proto::{
+    Accept, Connection, HandshakeError, HeadScanner, Request as HttpHead, Role, ServerExtension, UpgradeRequest,
+};
+use weft::{CloseCode, Config, Keepalive, WebSocket};
 
 use crate::ratelog::RateLimitedLog;
 
@@ -113,6 +119,11 @@ pub(crate) struct ServeArgs {
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
+
+    /// Worker threads (default: one per core). 1 runs the whole server on
+    /// the main thread (a current-thread runtime).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
 }
 
 /// What every request handler shares.
@@ -150,15 +161,16 @@ impl Admission {
             Box::new(Rejection(e).into_response())
         };
         let ws = ws.map_err(|r| refused(r.0))?;
-        let admitted = self
-            .origins
-            .check_request(ws.request())
-            .and_then(|()| match &self.token {
-                Some(auth) => auth.check(ws.request()),
-                None => Ok(()),
-            });
-        admitted.map_err(refused)?;
+        self.admit(ws.request()).map_err(refused)?;
         Ok(ws)
+    }
+
+    /// The origin policy and the token, without logging.
+    fn admit(&self, req: &UpgradeRequest) -> Result<(), HandshakeError> {
+        self.origins.check_request(req).and_then(|()| match &self.token {
+            Some(auth) => auth.check(req),
+            None => Ok(()),
+        })
     }
 }
 
@@ -246,15 +258,16 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         token: args.token.as_deref().map(TokenAuth::new),
         log: log.clone(),
     });
-    let app = router(AppState {
+    let state = AppState {
         shutdown: stop_rx.clone(),
         tracker: tracker.clone(),
         extensions,
         admission: admission.clone(),
         config,
         log: log.clone(),
-    })
-    .merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone(), admission));
+    };
+    let echo = Arc::new(state.clone());
+    let app = router(state).merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone(), admission));
     let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 
     let mut stop = stop_rx.clone();
@@ -284,23 +297,31 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                     });
                     continue;
                 };
-                let app = app.clone();
-                let tls = tls.clone();
-                let stop = stop_rx.clone();
-                let log = log.clone();
-                tracker.spawn(async move {
-                    let slot = Slot {
-                        _permit: Arc::new(permit),
-                    };
-                    match tls {
-                        Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => serve_http(stream, peer, slot, app, stop, handshake_timeout).await,
-                            Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
-                            Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
-                        },
-                        None => serve_http(tcp, peer, slot, app, stop, handshake_timeout).await,
+                let conn = Conn {
+                    permit,
+                    peer,
+                    app: app.clone(),
+                    echo: echo.clone(),
+                    head_timeout: handshake_timeout,
+                };
+                // Two task types, so that a plain connection's task is not
+                // sized for a TLS stream.
+                match &tls {
+                    Some(acceptor) => {
+                        let accept = acceptor.accept(tcp);
+                        let log = log.clone();
+                        tracker.spawn(async move {
+                            match tokio::time::timeout(handshake_timeout, accept).await {
+                                Ok(Ok(stream)) => serve_conn(stream, conn).await,
+                                Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
+                                Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
+                            }
+                        });
                     }
-                });
+                    None => {
+                        tracker.spawn(serve_conn(tcp, conn));
+                    }
+                }
             }
         }
     }
@@ -332,6 +353,182 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// What a connection task needs besides its transport.
+struct Conn {
+    /// A place under --max-connections, held as long as the connection.
+    permit: OwnedSemaphorePermit,
+    peer: SocketAddr,
+    app: Router,
+    echo: Arc<AppState>,
+    head_timeout: Duration,
+}
+
+/// How the first request head ended.
+enum Head {
+    /// A complete head of this many bytes.
+    Complete(usize),
+    /// Not a head weft reads itself (too large, cut short): hyper decides.
+    Other,
+    /// The peer closed, or the read failed, before sending anything.
+    Gone,
+}
+
+async fn read_head<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut, max_head_size: usize) -> Head {
+    let mut scanner = HeadScanner::new(max_head_size);
+    loop {
+        match scanner.scan(buf) {
+            Ok(Some(n)) => return Head::Complete(n),
+            Ok(None) => {}
+            Err(_) => return Head::Other,
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(1024);
+        }
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Head::Gone,
+            Ok(0) | Err(_) => return Head::Other,
+            Ok(_) => {}
+        }
+        // Only a GET can be an upgrade. Anything else (another method, a TLS
+        // ClientHello, an HTTP/2 preface, garbage) goes to hyper at once, to
+        // be answered without waiting for a head that may never end.
+        let n = buf.len().min(4);
+        if buf[..n] != b"GET "[..n] {
+            return Head::Other;
+        }
+    }
+}
+
+/// One connection. A WebSocket upgrade to `/echo` (the hot path) is read
+/// and answered here, and the socket runs straight on the transport; every
+/// other request (pages, chat, refusals of malformed upgrades) goes to hyper
+/// and axum along with the bytes already read, so they are answered as
+/// before.
+async fn serve_conn<S>(mut io: S, conn: Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn {
+        permit,
+        peer,
+        app,
+        echo,
+        head_timeout,
+    } = conn;
+    let limits = echo.config.handshake;
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = match tokio::time::timeout(head_timeout, read_head(&mut io, &mut buf, limits.max_head_size)).await {
+        Ok(head) => head,
+        // As hyper's header_read_timeout: close without an answer.
+        Err(_) => return,
+    };
+    let upgrade = match head {
+        Head::Gone => return,
+        Head::Other => None,
+        Head::Complete(n) => HttpHead::parse(&buf[..n], &limits)
+            .ok()
+            .filter(|req| req.path() == "/echo")
+            .and_then(|req| UpgradeRequest::new(req).ok())
+            .map(|up| (n, up)),
+    };
+    let Some((n, up)) = upgrade else {
+        let stop = echo.shutdown.clone();
+        drop(echo);
+        let io = Prefixed {
+            prefix: buf.freeze(),
+            io,
+        };
+        let slot = Slot {
+            _permit: Arc::new(permit),
+        };
+        Box::pin(serve_http(io, peer, slot, app, stop, head_timeout)).await;
+        return;
+    };
+    drop(app);
+    if let Err(e) = echo.admission.admit(&up) {
+        echo.log
+            .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = io.write_all(&e.response()).await;
+            let _ = io.shutdown().await;
+        })
+        .await;
+        return;
+    }
+    let accepted = up.accept(&Accept {
+        extensions: echo.extensions.clone(),
+        ..Accept::default()
+    });
+    drop(up);
+    if io.write_all(&accepted.response).await.is_err() || io.flush().await.is_err() {
+        return;
+    }
+    let conn = Connection::new(Role::Server, echo.config.protocol.clone()).with_extension(accepted.extension);
+    let ws = WebSocket::from_parts(
+        io,
+        conn,
+        &echo.config,
+        &buf[n..],
+        accepted.protocol,
+        accepted.extensions_header,
+    );
+    drop(buf);
+    // The socket gets a task of its own, sized for it alone rather than for
+    // everything this handshake needed: that is what an idle connection costs.
+    let stop = echo.shutdown.clone();
+    let task = echo_loop(ws, peer, stop, echo.log.clone(), permit);
+    echo.tracker.spawn(task);
+}
+
+/// A transport whose first bytes were already read: they are read again
+/// first.
+struct Prefixed<S> {
+    prefix: Bytes,
+    io: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 async fn serve_http<S>(
@@ -425,38 +622,63 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Echo: text stays text, binary stays binary; the peer's close code is
-/// echoed by the protocol core. Replies are queued with `feed` and written
-/// together when the socket has nothing more to read.
+/// Echo through axum (an upgrade that reached hyper: one that followed
+/// other requests on a kept-alive connection).
 async fn echo(
     State(state): State<AppState>,
     peer: Option<axum::Extension<PeerAddr>>,
     slot: Option<axum::Extension<Slot>>,
     ws: Result<WebSocketUpgrade, Rejection>,
 ) -> Response {
-    let peer_name = peer
-        .as_ref()
-        .map_or_else(|| "unknown peer".to_owned(), |p| p.0.0.to_string());
+    let addr = peer.as_ref().map(|p| p.0.0);
     let ws = match state.admission.check(peer, ws) {
         Ok(ws) => ws,
         Err(refusal) => return *refusal,
     };
-    let peer = peer_name;
-    let tracker = state.tracker.clone();
-    let mut stop = state.shutdown.clone();
-    let token = tracker.token();
+    let token = state.tracker.token();
+    let stop = state.shutdown.clone();
     let log = state.log.clone();
     let ws = ws.config(state.config.clone()).accept(Accept {
         extensions: state.extensions.clone(),
         ..Accept::default()
     });
-    ws.on_upgrade(move |mut ws| async move {
+    ws.on_upgrade(move |ws| async move {
         let _token = token;
+        let peer = addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         // Counted under --max-connections until the WebSocket ends.
-        let _slot = slot;
+        echo_loop(ws, peer, stop, log, slot).await;
+    })
+}
+
+/// Echo: text stays text, binary stays binary; the peer's close code is
+/// echoed by the protocol core. Replies are queued with `feed` and written
+/// together when the socket has nothing more to read.
+/// `_hold` is kept until the connection ends (the --max-connections permit).
+///
+/// A plain function returning an `async move` block, not an `async fn`: the
+/// block uses the captured socket in place, where an `async fn` would keep
+/// its parameters and the locals they are moved into, doubling the task's
+/// size (what every idle connection costs).
+#[allow(clippy::manual_async_fn)]
+fn echo_loop<S, H>(
+    mut ws: WebSocket<S>,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    log: Arc<RateLimitedLog>,
+    hold: H,
+) -> impl Future<Output = ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async move {
+        let _hold = hold;
         tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
+        // One shutdown future for the whole connection, registered once.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
+                biased;
                 msg = ws.recv() => match msg {
                     Some(Ok(msg)) => {
                         if let Err(e) = ws.feed(msg).await {
@@ -472,9 +694,9 @@ async fn echo(
                     }
                     None => break,
                 },
-                _ = stop.changed() => {
+                _ = &mut stopped => {
                     // Answer what already arrived, then close with 1001.
-                    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::ZERO, ws.recv()).await {
+                    while let Some(Some(Ok(msg))) = ready_now(ws.recv()) {
                         if ws.feed(msg).await.is_err() {
                             break;
                         }
@@ -484,7 +706,16 @@ async fn echo(
                 }
             }
         }
-    })
+    }
+}
+
+/// The output of `f` if it is ready without waiting.
+fn ready_now<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
 }
 
 async fn shutdown_signal() {

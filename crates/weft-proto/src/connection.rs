@@ -347,7 +347,8 @@ pub struct Connection {
     /// The latest ping not answered yet because the output was over
     /// `PONG_BACKLOG`.
     pending_pong: Option<Bytes>,
-    masks: Option<MaskSource>,
+    /// Client only; boxed so that a server connection does not carry it.
+    masks: Option<Box<MaskSource>>,
     extension: Option<Box<dyn Extension>>,
     ext_buf: BytesMut,
     /// A fragmented message being sent: its kind and whether the extension
@@ -357,7 +358,8 @@ pub struct Connection {
     close_sent: bool,
     close_received: bool,
     eof: bool,
-    error: Option<Error>,
+    /// Boxed: rare, and a connection is kept small for idle servers.
+    error: Option<Box<Error>>,
 }
 
 impl Connection {
@@ -372,7 +374,7 @@ impl Connection {
             utf8: Utf8Validator::new(),
             out: OutQueue::default(),
             pending_pong: None,
-            masks: (role == Role::Client).then(MaskSource::new),
+            masks: (role == Role::Client).then(|| Box::new(MaskSource::new())),
             extension: None,
             ext_buf: BytesMut::new(),
             sending: None,
@@ -420,7 +422,7 @@ impl Connection {
 
     /// The sticky error, once the connection has failed.
     pub fn error(&self) -> Option<&Error> {
-        self.error.as_ref()
+        self.error.as_deref()
     }
 
     // ----- receiving -----------------------------------------------------
@@ -475,7 +477,7 @@ impl Connection {
     /// error is returned on every later call.
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
         if let Some(e) = &self.error {
-            return Err(e.clone());
+            return Err(Error::clone(e));
         }
         match self.read_event() {
             Ok(ev) => Ok(ev),
@@ -574,9 +576,15 @@ impl Connection {
                         return self.need_more();
                     }
                     let payload = if remaining < COPY_BELOW {
+                        // Small: a copy of its own, and the read buffer is
+                        // kept for the next frame.
                         let p = Bytes::copy_from_slice(&self.rbuf[..remaining]);
                         self.rbuf.advance(remaining);
                         p
+                    } else if remaining == self.rbuf.len() {
+                        // The whole buffer: handed over without sharing it
+                        // (no reference-counted header to allocate).
+                        std::mem::take(&mut self.rbuf).freeze()
                     } else {
                         self.rbuf.split_to(remaining).freeze()
                     };
@@ -804,7 +812,7 @@ impl Connection {
         self.rbuf = BytesMut::new();
         self.assembly = Assembly::default();
         self.pending_pong = None;
-        self.error = Some(e);
+        self.error = Some(Box::new(e));
     }
 
     /// Abort the connection locally (for example a keepalive or close-handshake
@@ -814,7 +822,7 @@ impl Connection {
             self.close_received = true;
             self.close_sent = true;
             self.pending_pong = None;
-            self.error = Some(Error::Aborted(why));
+            self.error = Some(Box::new(Error::Aborted(why)));
         }
     }
 
@@ -830,7 +838,7 @@ impl Connection {
 
     fn push_frame(&mut self, opcode: Opcode, rsv: u8, fin: bool, payload: Payload<'_>) {
         let len = payload.len();
-        let mask = self.masks.as_mut().map(MaskSource::next);
+        let mask = self.masks.as_mut().map(|m| m.next());
         let h = FrameHeader {
             fin,
             rsv,
@@ -838,6 +846,10 @@ impl Connection {
             mask,
             payload_len: len as u64,
         };
+        if mask.is_some() || matches!(&payload, Payload::Slice(_)) || len < ZERO_COPY_MIN {
+            // Header and payload are copied into the tail: one reservation.
+            self.out.tail.reserve(14 + len);
+        }
         self.out.header(&h);
         match (mask, payload) {
             (Some(key), p) => self.out.masked(p.as_slice(), key),

@@ -6,8 +6,9 @@
 //! `flush` and `ready` are cancel-safe (`send` and `feed` are cancel-safe in
 //! the sense that the message is either queued whole or not at all).
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker, ready};
@@ -26,16 +27,29 @@ use crate::error::Error;
 /// The reason recorded when the closing handshake runs out of time.
 const CLOSE_TIMED_OUT: &str = "close timed out";
 
+/// The most read into the stack when the connection holds no read buffer.
+const SCRATCH_SIZE: usize = 8192;
+
 /// Payload of the pings the keepalive sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
 
-struct KeepaliveTimer {
-    cfg: Keepalive,
-    sleep: Pin<Box<Sleep>>,
-    /// Bytes arrived since the timer was last armed.
-    saw_data: bool,
-    /// A keepalive ping is out and unanswered.
-    awaiting: bool,
+pin_project_lite::pin_project! {
+    /// The keepalive's state with its timer, in one allocation.
+    struct KeepaliveTimer {
+        cfg: Keepalive,
+        #[pin]
+        sleep: Sleep,
+        // Bytes arrived since the timer was last armed.
+        saw_data: bool,
+        // A keepalive ping is out and unanswered.
+        awaiting: bool,
+    }
+}
+
+/// What the handshake agreed, kept out of line (often nothing).
+struct Negotiated {
+    protocol: Option<String>,
+    extensions: Option<String>,
 }
 
 /// Everything one connection needs; shared by the halves after a split.
@@ -43,10 +57,13 @@ pub(crate) struct Inner<S> {
     io: S,
     conn: Connection,
     read_size: usize,
+    /// The size of the last message: the next is read straight into a
+    /// buffer of about that size when it is larger than the stack scratch.
+    expect: usize,
     write_buffer_size: usize,
     write_timeout: Option<Duration>,
     close_timeout: Duration,
-    keepalive: Option<KeepaliveTimer>,
+    keepalive: Option<Pin<Box<KeepaliveTimer>>>,
     /// Armed while a write makes no progress, or once closing begins.
     deadline: Option<Pin<Box<Sleep>>>,
     deadline_is_close: bool,
@@ -59,9 +76,8 @@ pub(crate) struct Inner<S> {
     /// Shut down for writing after a failure; discarding input until the
     /// peer closes (lingering close).
     draining: bool,
-    protocol: Option<String>,
-    extensions: Option<String>,
-    peer_close: Option<CloseFrame>,
+    negotiated: Option<Box<Negotiated>>,
+    peer_close: Option<Box<CloseFrame>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -70,14 +86,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             io,
             conn,
             read_size: cfg.read_buffer_size,
+            expect: 0,
             write_buffer_size: cfg.write_buffer_size,
             write_timeout: cfg.write_timeout,
             close_timeout: cfg.close_timeout,
-            keepalive: cfg.keepalive.map(|k| KeepaliveTimer {
-                cfg: k,
-                sleep: Box::pin(tokio::time::sleep(k.interval)),
-                saw_data: false,
-                awaiting: false,
+            keepalive: cfg.keepalive.map(|k| {
+                Box::pin(KeepaliveTimer {
+                    cfg: k,
+                    sleep: tokio::time::sleep(k.interval),
+                    saw_data: false,
+                    awaiting: false,
+                })
             }),
             deadline: None,
             deadline_is_close: false,
@@ -85,8 +104,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             reported: false,
             shutdown_now: false,
             draining: false,
-            protocol,
-            extensions,
+            negotiated: (protocol.is_some() || extensions.is_some())
+                .then(|| Box::new(Negotiated { protocol, extensions })),
             peer_close: None,
         }
     }
@@ -94,12 +113,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Write queued output until none is left or the socket would block.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         while self.conn.has_transmit() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = self.conn.transmit_slices(&mut slices);
             let io = Pin::new(&mut self.io);
+            // Most of the time the output is one or two pieces: gather up to
+            // four, and only a longer queue pays for a 64-slice array.
+            let mut few = [IoSlice::new(&[]); 4];
+            let n = self.conn.transmit_slices(&mut few);
             let res = if n == 1 {
-                io.poll_write(cx, &slices[0])
+                io.poll_write(cx, &few[0])
+            } else if n < few.len() {
+                io.poll_write_vectored(cx, &few[..n])
             } else {
+                let mut slices = [IoSlice::new(&[]); 64];
+                let n = self.conn.transmit_slices(&mut slices);
                 io.poll_write_vectored(cx, &slices[..n])
             };
             match res {
@@ -172,8 +197,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // An error is kept by the connection (sticky) and reported once the
             // close frame it queued is written and the transport is shut down.
             if let Ok(Some(ev)) = self.conn.poll_event() {
-                if let Event::Close(f) = &ev {
-                    self.peer_close = f.clone();
+                match &ev {
+                    Event::Message(m) => self.expect = m.len(),
+                    Event::Close(f) => self.peer_close = f.clone().map(Box::new),
+                    _ => {}
                 }
                 return Poll::Ready(Ok(Some(ev)));
             }
@@ -225,12 +252,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             }
             // Read.
             let n = if self.conn.wants_data() {
-                let want = self.conn.read_hint().clamp(self.read_size, 1 << 20);
+                let hint = self.conn.read_hint();
                 let buf = self.conn.read_buffer_mut();
-                if buf.capacity() - buf.len() < want {
-                    buf.reserve(want);
-                }
-                match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf) {
+                // Between messages, expect one the size of the last.
+                let expect = if buf.is_empty() { hint.max(self.expect) } else { hint };
+                let res = if buf.is_empty() && buf.capacity() < self.read_size && expect <= SCRATCH_SIZE {
+                    // No buffer (it is released whenever the socket has
+                    // nothing to read): read into the stack and keep only
+                    // what arrived, so that a small message costs a small
+                    // allocation of its own size rather than a whole buffer.
+                    let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH_SIZE];
+                    let mut rb = ReadBuf::uninit(&mut scratch[..self.read_size.min(SCRATCH_SIZE)]);
+                    match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                        Poll::Ready(Ok(())) => {
+                            self.conn.receive_data(rb.filled());
+                            Poll::Ready(Ok(rb.filled().len()))
+                        }
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                } else {
+                    // Room for what is expected and a little more: a read
+                    // that does not fill the buffer tells the runtime that
+                    // the socket is drained, which saves a read that would
+                    // only say "would block".
+                    let want = expect.clamp(self.read_size, 1 << 20) + self.read_size;
+                    if buf.capacity() - buf.len() < want {
+                        buf.reserve(want);
+                    }
+                    tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
+                };
+                match res {
                     Poll::Ready(Ok(n)) => n,
                     Poll::Ready(Err(e)) => {
                         self.conn.abort("read failed");
@@ -253,7 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if n == 0 {
                 self.conn.receive_eof();
             } else if let Some(k) = self.keepalive.as_mut() {
-                k.saw_data = true;
+                *k.as_mut().project().saw_data = true;
             }
         }
     }
@@ -284,15 +336,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         let Some(k) = self.keepalive.as_mut() else {
             return Poll::Pending;
         };
-        if k.sleep.as_mut().poll(cx).is_pending() {
+        let k = k.as_mut().project();
+        let mut sleep = k.sleep;
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let now = Instant::now();
-        if k.saw_data {
-            k.saw_data = false;
-            k.awaiting = false;
-            k.sleep.as_mut().reset(now + k.cfg.interval);
-        } else if k.awaiting {
+        if *k.saw_data {
+            *k.saw_data = false;
+            *k.awaiting = false;
+            sleep.as_mut().reset(now + k.cfg.interval);
+        } else if *k.awaiting {
             self.conn.abort("keepalive timed out");
             // `done` means the transport is shut down: do it now rather than
             // when the socket is dropped. Best effort: a dead peer may never
@@ -302,14 +356,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.reported = true;
             return Poll::Ready(Err(Error::Timeout("keepalive")));
         } else {
-            k.awaiting = true;
-            k.sleep.as_mut().reset(now + k.cfg.timeout);
+            *k.awaiting = true;
+            sleep.as_mut().reset(now + k.cfg.timeout);
             if self.conn.send_ping(Bytes::from_static(KEEPALIVE_PAYLOAD)).is_ok() {
                 let _ = self.poll_write_out(cx);
             }
         }
         // Register the timer's waker again.
-        let _ = self.keepalive.as_mut().map(|k| k.sleep.as_mut().poll(cx));
+        let _ = self.keepalive.as_mut().map(|k| k.as_mut().project().sleep.poll(cx));
         Poll::Pending
     }
 
@@ -385,7 +439,7 @@ impl<S> std::fmt::Debug for WebSocket<S> {
         f.debug_struct("WebSocket")
             .field("role", &self.inner.conn.role())
             .field("state", &self.inner.conn.state())
-            .field("protocol", &self.inner.protocol)
+            .field("protocol", &self.protocol())
             .finish_non_exhaustive()
     }
 }
@@ -441,10 +495,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Queue a message, waiting first if the output is over
     /// `write_buffer_size`. Written by the next `flush`, `send` or `recv`.
-    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<(), Error> {
-        poll_fn(|cx| self.inner.poll_ready(cx)).await?;
-        self.inner.conn.send(msg.into())?;
-        Ok(())
+    ///
+    /// The future holds the socket and the message, nothing more: a loop that
+    /// awaits it stays small.
+    pub fn feed(&mut self, msg: impl Into<Message>) -> impl Future<Output = Result<(), Error>> + '_ {
+        let mut msg = Some(msg.into());
+        poll_fn(move |cx| {
+            ready!(self.inner.poll_ready(cx))?;
+            match msg.take() {
+                Some(m) => Poll::Ready(self.inner.conn.send(m).map_err(Error::from)),
+                None => Poll::Ready(Ok(())),
+            }
+        })
     }
 
     /// Write everything queued. Cancel-safe.
@@ -524,12 +586,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S> WebSocket<S> {
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.inner.protocol.as_deref()
+        self.inner.negotiated.as_ref().and_then(|n| n.protocol.as_deref())
     }
 
     /// The `Sec-WebSocket-Extensions` value agreed in the handshake.
     pub fn extensions(&self) -> Option<&str> {
-        self.inner.extensions.as_deref()
+        self.inner.negotiated.as_ref().and_then(|n| n.extensions.as_deref())
     }
 
     /// Where the closing handshake stands.
@@ -540,7 +602,7 @@ impl<S> WebSocket<S> {
     /// The close frame the peer sent, once it arrived (`None` also when it
     /// carried no code).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.inner.peer_close.as_ref()
+        self.inner.peer_close.as_deref()
     }
 
     /// Bytes queued and not yet written.
@@ -704,7 +766,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
 
     /// The peer's close frame, once received.
     pub fn close_frame(&self) -> Option<CloseFrame> {
-        self.inner.lock().peer_close.clone()
+        self.inner.lock().peer_close.as_deref().cloned()
     }
 
     /// Put the halves back together.
