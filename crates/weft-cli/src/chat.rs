@@ -51,6 +51,8 @@ struct ChatState {
     tracker: TaskTracker,
     /// Origin policy and token, as for /echo.
     admission: std::sync::Arc<crate::serve::Admission>,
+    /// Socket settings: the server's, with chat-sized message limits.
+    config: weft::Config,
 }
 
 /// The hub for `weft serve`: in-process, or shared through Redis at `redis`.
@@ -64,14 +66,23 @@ pub(crate) fn build_hub(redis: Option<&str>) -> Result<Hub, String> {
     }
 }
 
+/// Chat messages are short: a member's message and frame sizes are capped here
+/// even when the server allows larger echo messages.
+const CHAT_MAX_MESSAGE: usize = 64 * 1024;
+
 /// The chat routes, to merge into the server's router. Connections close with
-/// 1001 when `shutdown` turns true, and are tracked by `tracker`.
+/// 1001 when `shutdown` turns true, and are tracked by `tracker`. Sockets use
+/// `config` (the server's write buffer, write timeout, keepalive and close
+/// timeout), with messages and frames capped at [`CHAT_MAX_MESSAGE`].
 pub(crate) fn router(
     hub: Hub,
     shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
     admission: std::sync::Arc<crate::serve::Admission>,
+    mut config: weft::Config,
 ) -> Router {
+    config.protocol.max_message_size = config.protocol.max_message_size.min(CHAT_MAX_MESSAGE);
+    config.protocol.max_frame_size = config.protocol.max_frame_size.min(CHAT_MAX_MESSAGE);
     Router::new()
         .route("/chat", get(|| async { asset("text/html; charset=utf-8", CHAT_HTML) }))
         .route(
@@ -85,6 +96,7 @@ pub(crate) fn router(
             shutdown,
             tracker,
             admission,
+            config,
         })
 }
 
@@ -254,10 +266,7 @@ async fn join(
     }
     let nick = nick_from_query(uri.query());
     let token = st.tracker.token();
-    let limits = weft::proto::Config::default()
-        .max_message_size(64 * 1024)
-        .max_frame_size(64 * 1024);
-    let ws = ws.config(weft::Config::default().protocol(limits));
+    let ws = ws.config(st.config.clone());
     ws.on_upgrade(move |ws| async move {
         let _token = token;
         // Counted under --max-connections until the WebSocket ends.

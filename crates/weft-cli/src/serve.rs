@@ -263,11 +263,17 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         tracker: tracker.clone(),
         extensions,
         admission: admission.clone(),
-        config,
+        config: config.clone(),
         log: log.clone(),
     };
     let echo = Arc::new(state.clone());
-    let app = router(state).merge(crate::chat::router(hub, stop_rx.clone(), tracker.clone(), admission));
+    let app = router(state).merge(crate::chat::router(
+        hub,
+        stop_rx.clone(),
+        tracker.clone(),
+        admission,
+        config.clone(),
+    ));
     let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 
     let mut stop = stop_rx.clone();

@@ -1412,3 +1412,52 @@ async fn disallowed_origin_gets_403_and_bad_tokens_get_401() {
     good.round_trip().await;
     good.close().await;
 }
+
+/// A chat socket is held to the server's settings as an echo socket is: with
+/// `--idle-timeout 1` a silent member is pinged after a second and dropped
+/// when it does not answer; and a chat message is capped at 64 KiB (1009)
+/// even though the server allows larger echo messages.
+#[tokio::test]
+async fn chat_sockets_follow_the_servers_keepalive_and_limits() {
+    let s = Serve::start(&["--idle-timeout", "1"]).await;
+    let chat_upgrade = |tag: &'static str| async move {
+        let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+        tcp.write_all(upgrade_request(&format!("/chat/lobby?nick={tag}"), "").as_bytes())
+            .await
+            .unwrap();
+        let r = within(10, "a chat upgrade", read_response(&mut tcp)).await.unwrap();
+        assert_eq!(r.status, 101, "{}", r.head);
+        tcp
+    };
+
+    // Silent: frames arrive (welcome, join), then a ping, then the end.
+    let mut tcp = chat_upgrade("silent").await;
+    let start = Instant::now();
+    let mut pinged = false;
+    let ended = within(15, "the silent member to be dropped", async {
+        loop {
+            match read_frame(&mut tcp).await {
+                Ok((0x89, _)) => pinged = true,
+                Ok((0x88, _)) | Err(_) => break start.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(pinged, "no keepalive ping within {ended:?}");
+    assert!(ended >= Duration::from_secs(1), "dropped after {ended:?}");
+
+    // Over the chat cap: 1009.
+    let mut tcp = chat_upgrade("big").await;
+    tcp.write_all(&frame(0x81, &vec![b'a'; 70 * 1024])).await.unwrap();
+    let code = within(10, "the 1009", async {
+        loop {
+            if let (0x88, p) = read_frame(&mut tcp).await.unwrap() {
+                break u16::from_be_bytes([p[0], p[1]]);
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, 1009);
+    new_client_is_served(&s).await;
+}
