@@ -14,16 +14,13 @@ use std::io::IoSlice;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weft_proto::mask::apply_mask;
 use weft_proto::utf8::{self, Utf8Validator};
-use weft_proto::{Config, Connection, Event, Message, Role};
+use weft_proto::{Config, Connection, Message, Role};
+
+mod common;
+use common::{KEY, TEXT_32};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
-
-/// The masking key of the RFC 6455 §5.7 examples.
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// A 32-byte text payload (ASCII).
-const TEXT_32: &str = "The quick brown fox jumps over t";
 
 /// Exactly `len` bytes of valid UTF-8 mixing ASCII with 2-, 3- and 4-byte
 /// sequences (about a third of the bytes are non-ASCII), padded with ASCII.
@@ -60,14 +57,6 @@ fn mixed_text(len: usize) -> Vec<u8> {
 }
 
 /// A masked, final text frame carrying `payload`, as a client sends it.
-fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= 125);
-    let mut f = vec![0x81, 0x80 | payload.len() as u8];
-    f.extend_from_slice(&KEY);
-    f.extend(payload.iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
-    f
-}
-
 fn unmask(c: &mut Criterion) {
     let mut g = c.benchmark_group("unmask");
     for (name, len) in [("1KiB", KIB), ("1MiB", MIB)] {
@@ -114,46 +103,6 @@ fn utf8_validation(c: &mut Criterion) {
     g.finish();
 }
 
-fn decode(c: &mut Criterion) {
-    let frame = masked_text_frame(TEXT_32.as_bytes());
-    let mut g = c.benchmark_group("decode");
-
-    // One frame per receive_data: the per-frame cost on a connection in its
-    // steady state (buffers already allocated).
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("masked_text_32B", |b| {
-        let mut conn = Connection::new(Role::Server, Config::default());
-        b.iter(|| {
-            conn.receive_data(black_box(&frame));
-            match conn.poll_event() {
-                Ok(Some(Event::Message(m))) => {
-                    black_box(m);
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        })
-    });
-
-    // 100 frames that arrived in one read.
-    let batch: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 100).collect();
-    g.throughput(Throughput::Elements(100));
-    g.bench_function("masked_text_32B_batch_of_100", |b| {
-        let mut conn = Connection::new(Role::Server, Config::default());
-        b.iter(|| {
-            conn.receive_data(black_box(&batch));
-            for _ in 0..100 {
-                match conn.poll_event() {
-                    Ok(Some(Event::Message(m))) => {
-                        black_box(m);
-                    }
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-        })
-    });
-    g.finish();
-}
-
 fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(1));
@@ -172,6 +121,10 @@ fn encode(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    common::decode(c, "decode");
 }
 
 criterion_group!(benches, unmask, utf8_validation, decode, encode);

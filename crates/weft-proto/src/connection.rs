@@ -519,8 +519,17 @@ impl Connection {
                         if validate {
                             self.utf8.feed(payload).map_err(|_| Error::InvalidUtf8)?;
                         }
-                        let payload = Bytes::copy_from_slice(payload);
-                        self.rbuf.advance(n + len);
+                        // Through a boxed slice: `Bytes::from(Vec)` would
+                        // first check whether the vector has spare capacity.
+                        let payload = Bytes::from(Box::<[u8]>::from(&*payload));
+                        if n + len == self.rbuf.len() {
+                            // The read ended with this frame (the usual case):
+                            // emptying the buffer is cheaper than advancing it,
+                            // and the next read starts at its front.
+                            self.rbuf.clear();
+                        } else {
+                            self.rbuf.advance(n + len);
+                        }
                         if let Some(ev) = self.on_frame(h, payload)? {
                             return Ok(Some(ev));
                         }
