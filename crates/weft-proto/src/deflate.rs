@@ -17,7 +17,8 @@
 //! [`MessageCompressor`]).
 //!
 //! Memory per connection (zlib's figures, level 6, memLevel 8): the
-//! compressor costs about `2^(w+2) + 2^(8+9)` bytes (256 KiB at w = 15,
+//! compressor, made when the connection first compresses a message, costs
+//! about `2^(w+2) + 2^(8+9)` bytes (256 KiB at w = 15,
 //! 132 KiB at w = 9), the decompressor about `2^w + 7 KiB` (39 KiB at 15).
 
 use std::fmt;
@@ -318,7 +319,9 @@ enum DeflateRole {
 
 /// The running codec on one connection.
 pub struct Deflate {
-    /// `None` when our window is 8 bits: we send uncompressed.
+    /// Made on the first compressed message (a connection that sends only
+    /// small messages, or shared frames, never pays for it); never when our
+    /// window is 8 bits: we send uncompressed.
     compress: Option<Compress>,
     decompress: Decompress,
     reset_compress: bool,
@@ -360,7 +363,7 @@ impl Deflate {
             ),
         };
         Deflate {
-            compress: (ours >= 9).then(|| Compress::new_with_window_bits(Compression::new(level), false, ours)),
+            compress: None,
             decompress: Decompress::new_with_window_bits(false, theirs.max(9)),
             reset_compress: reset_ours,
             reset_decompress: reset_theirs,
@@ -378,10 +381,14 @@ impl Deflate {
     }
 
     fn deflate(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
-        match self.compress.as_mut() {
-            Some(c) => deflate_into(c, input, out),
-            None => Ok(()),
+        if self.window_bits < 9 {
+            return Ok(());
         }
+        let (level, bits) = (self.level, self.window_bits);
+        let c = self
+            .compress
+            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));
+        deflate_into(c, input, out)
     }
 }
 
@@ -537,7 +544,7 @@ impl Extension for Deflate {
         if first {
             // A message sent whole is compressed from the threshold up; one
             // sent in pieces always is (its size is unknown).
-            self.sending_compressed = self.compress.is_some() && (!fin || payload.len() >= self.threshold);
+            self.sending_compressed = self.window_bits >= 9 && (!fin || payload.len() >= self.threshold);
         }
         if !self.sending_compressed {
             return Ok(Encoded::Unchanged);
@@ -591,7 +598,7 @@ impl SharedCompression {
     /// compresses with (not 8 bits).
     pub fn of(ext: &dyn Extension) -> Option<SharedCompression> {
         let d = ext.as_any()?.downcast_ref::<Deflate>()?;
-        if d.role != DeflateRole::Server || !d.reset_compress || d.compress.is_none() {
+        if d.role != DeflateRole::Server || !d.reset_compress || d.window_bits < 9 {
             return None;
         }
         SharedCompression::new(d.window_bits, d.level, d.threshold)
