@@ -697,7 +697,9 @@ impl Hub {
     /// frame, e.g. from [`weft_proto::frame::encode_server_frame`]) to this
     /// node's subscribers only, without the backend. Returns how many it was
     /// queued to. This is the fan-out core, exposed for benchmarks and for
-    /// applications that pre-encode.
+    /// applications that pre-encode. An uncompressed frame is compressed for
+    /// the subscribers that share compressed frames, as a published message
+    /// is; a frame with RSV1 set goes to every subscriber as it is.
     pub fn publish_frame_local(&self, topic: &str, frame: &Bytes) -> usize {
         self.shared.counters.published.fetch_add(1, Ordering::Relaxed);
         self.shared.fan_out(topic, frame)
@@ -754,7 +756,8 @@ impl Hub {
 }
 
 /// An encoded server frame as a subscriber receives it: the very [`Bytes`]
-/// every other subscriber of the message received.
+/// every other subscriber of the message received (every other one with the
+/// same compression, for a compressed frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame(Bytes);
 
