@@ -12,6 +12,19 @@
 //!   `{"type":"error","error":WHY,"text":TEXT,"at":MS}`: it reached nobody.
 //! - `GET /hub/stats`: the hub's counters as JSON.
 //!
+//! Compression: unless `--no-compression`, chat sockets accept
+//! permessage-deflate and answer with `server_no_context_takeover` (browsers
+//! accept it). Every room message then goes out compressed, compressed once
+//! per window size for all the room's members on this node rather than once
+//! per member; the price is that each message is compressed on its own (no
+//! window shared with earlier messages) — for chat messages, which repeat
+//! little of each other, a small loss. `/echo` keeps the default
+//! negotiation (context takeover).
+//!
+//! A member whose queue stays over the hub's high-water mark past the stall
+//! timeout is closed with 1013 at the deadline, even while its socket is
+//! backed up.
+//!
 //! Room names are 1 to 64 of `A-Z a-z 0-9 _ -` (else 400). Nicknames are
 //! percent-decoded, kept to letters, digits, spaces and `-_.'`, trimmed and
 //! cut to 24 characters; an empty one becomes `guest-NNNN`.
@@ -26,6 +39,8 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use weft::axum::WebSocketUpgrade;
+use weft::proto::deflate::{DeflateConfig, PerMessageDeflate};
+use weft::proto::{Accept, ServerExtension};
 use weft::{CloseCode, Message};
 use weft_hub::redis::{RedisBackend, RedisConfig};
 use weft_hub::{Hub, HubConfig};
@@ -44,9 +59,21 @@ const MAX_TEXT: usize = 4096;
 const BATCH: usize = 64;
 const SOCKET_BACKLOG: usize = 64 * 1024;
 
+/// How the chat serves its sockets.
+#[derive(Clone, Debug)]
+pub(crate) struct ChatOptions {
+    /// Accept permessage-deflate (answering with server_no_context_takeover).
+    pub(crate) compression: bool,
+    /// Socket settings: the server's (write buffer, write timeout, keepalive);
+    /// message and frame sizes are capped at [`CHAT_MAX_MESSAGE`].
+    pub(crate) config: weft::Config,
+}
+
 #[derive(Clone)]
 struct ChatState {
     hub: Hub,
+    /// Extensions chat sockets accept.
+    extensions: Vec<std::sync::Arc<dyn ServerExtension>>,
     shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
     /// Origin policy and token, as for /echo.
@@ -71,18 +98,25 @@ pub(crate) fn build_hub(redis: Option<&str>) -> Result<Hub, String> {
 const CHAT_MAX_MESSAGE: usize = 64 * 1024;
 
 /// The chat routes, to merge into the server's router. Connections close with
-/// 1001 when `shutdown` turns true, and are tracked by `tracker`. Sockets use
-/// `config` (the server's write buffer, write timeout, keepalive and close
-/// timeout), with messages and frames capped at [`CHAT_MAX_MESSAGE`].
+/// 1001 when `shutdown` turns true, and are tracked by `tracker`; `options`
+/// says how their sockets are served.
 pub(crate) fn router(
     hub: Hub,
     shutdown: watch::Receiver<bool>,
     tracker: TaskTracker,
     admission: std::sync::Arc<crate::serve::Admission>,
-    mut config: weft::Config,
+    options: ChatOptions,
 ) -> Router {
+    let mut config = options.config;
     config.protocol.max_message_size = config.protocol.max_message_size.min(CHAT_MAX_MESSAGE);
     config.protocol.max_frame_size = config.protocol.max_frame_size.min(CHAT_MAX_MESSAGE);
+    let extensions: Vec<std::sync::Arc<dyn ServerExtension>> = if options.compression {
+        vec![std::sync::Arc::new(PerMessageDeflate::new(
+            DeflateConfig::default().server_no_context_takeover(true),
+        ))]
+    } else {
+        Vec::new()
+    };
     Router::new()
         .route("/chat", get(|| async { asset("text/html; charset=utf-8", CHAT_HTML) }))
         .route(
@@ -93,6 +127,7 @@ pub(crate) fn router(
         .route("/hub/stats", get(stats))
         .with_state(ChatState {
             hub,
+            extensions,
             shutdown,
             tracker,
             admission,
@@ -230,7 +265,8 @@ async fn stats(State(st): State<ChatState>) -> Response {
         concat!(
             r#"{{"backend":"{}","node":"{:016x}","connected":{},"reconnects":{},"published":{},"#,
             r#""publish_failed":{},"received_remote":{},"delivered":{},"evicted_stalled":{},"#,
-            r#""evicted_overflow":{},"subscribers":{},"topics":{}}}"#,
+            r#""evicted_overflow":{},"compressions":{},"delivered_compressed":{},"#,
+            r#""subscribers":{},"topics":{}}}"#,
             "\n"
         ),
         st.hub.backend_name(),
@@ -243,6 +279,8 @@ async fn stats(State(st): State<ChatState>) -> Response {
         m.delivered,
         m.evicted_stalled,
         m.evicted_overflow,
+        m.compressions,
+        m.delivered_compressed,
         m.subscribers,
         m.topics,
     );
@@ -266,7 +304,10 @@ async fn join(
     }
     let nick = nick_from_query(uri.query());
     let token = st.tracker.token();
-    let ws = ws.config(st.config.clone());
+    let ws = ws.config(st.config.clone()).accept(Accept {
+        extensions: st.extensions.clone(),
+        ..Accept::default()
+    });
     ws.on_upgrade(move |ws| async move {
         let _token = token;
         // Counted under --max-connections until the WebSocket ends.
@@ -290,7 +331,9 @@ where
     if ws.feed(welcome).await.is_err() {
         return;
     }
-    let mut sub = hub.subscriber();
+    // Compressed frames, shared with the other members, when the socket
+    // negotiated server_no_context_takeover.
+    let mut sub = hub.subscriber_for(ws.connection());
     if let Err(e) = sub.subscribe(&topic).await {
         // This node's messages still arrive; other nodes' once the hub reconnects.
         let _ = ws.feed(error_notice(&e.to_string(), "")).await;
@@ -301,6 +344,10 @@ where
     }
     tracing::debug!(topic, nick, "chat member joined");
     let mut batch = Vec::with_capacity(BATCH);
+    // Resolves at the stall deadline even while the socket is backed up and
+    // no frames are taken from the hub.
+    let evicted = sub.eviction();
+    tokio::pin!(evicted);
     loop {
         tokio::select! {
             msg = ws.recv() => match msg {
@@ -352,13 +399,15 @@ where
                         break;
                     }
                 }
-                Err(evicted) => {
-                    tracing::info!(topic, nick, "chat member evicted: {evicted}");
-                    let close = ws.close(evicted.close_code(), evicted.reason());
-                    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+                Err(why) => {
+                    evict(&mut ws, why, &topic, &nick).await;
                     break;
                 }
             },
+            why = &mut evicted => {
+                evict(&mut ws, why, &topic, &nick).await;
+                break;
+            }
             _ = stop.changed() => {
                 let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
                 break;
@@ -371,6 +420,17 @@ where
         tracing::debug!(topic, nick, "leave notice not delivered: {e}");
     }
     tracing::debug!(topic, nick, "chat member left");
+}
+
+/// Close an evicted member's socket with 1013 (bounded: its output may be
+/// backed up).
+async fn evict<S>(ws: &mut weft::WebSocket<S>, why: weft_hub::Evicted, topic: &str, nick: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tracing::info!(topic, nick, "chat member evicted: {why}");
+    let close = ws.close(why.close_code(), why.reason());
+    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
 }
 
 #[cfg(test)]

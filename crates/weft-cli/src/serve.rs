@@ -56,8 +56,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
-    /// Do not offer permessage-deflate compression on /echo (it is offered by
-    /// default, as browsers ask for it).
+    /// Do not accept permessage-deflate compression on /echo and the chat (it
+    /// is accepted by default, as browsers ask for it; chat sockets answer
+    /// with server_no_context_takeover, so that a room message is compressed
+    /// once for every member).
     #[arg(long)]
     no_compression: bool,
 
@@ -267,12 +269,16 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         log: log.clone(),
     };
     let echo = Arc::new(state.clone());
+    let chat = crate::chat::ChatOptions {
+        compression: !args.no_compression,
+        config: config.clone(),
+    };
     let app = router(state).merge(crate::chat::router(
         hub,
         stop_rx.clone(),
         tracker.clone(),
         admission,
-        config.clone(),
+        chat,
     ));
     let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 

@@ -14,6 +14,8 @@
 //!              ▼               ▼                ▼
 //!         Subscriber      Subscriber       Subscriber     bounded queues; a slow
 //!         recv ─▶ WebSocket::feed_raw (no copy, no re-encoding)   one is evicted
+//!   (permessage-deflate without server context takeover: compressed once
+//!    per window size, the same compressed Bytes to each such subscriber)
 //! ```
 //!
 //! ```
@@ -41,13 +43,37 @@
 //! costs an encoding or a copy of the payload. A message from another node is
 //! framed once on each node.
 //!
-//! With **permessage-deflate** negotiated on a subscriber's connection, the
-//! shared frame goes out uncompressed (RSV1 clear). That is valid: RFC 7692
-//! compresses per message, and a message sent uncompressed leaves both ends'
-//! LZ77 windows untouched, so messages the socket sends itself are still
-//! compressed. Compressing once per topic would be possible only for
-//! connections that negotiated `server_no_context_takeover` with the same
-//! window size; it is not done.
+//! ### permessage-deflate
+//!
+//! A subscriber made with [`Hub::subscriber_for`] (from the socket's
+//! [`Connection`]) gets frames that suit its connection:
+//!
+//! - **`server_no_context_takeover` negotiated**: the server compresses every
+//!   message from a fresh context, so one compressed frame (RSV1 set) is
+//!   valid on every such connection. The hub compresses a message once per
+//!   distinct window size (`server_max_window_bits`) and level among the
+//!   topic's subscribers — not once per subscriber — and queues the same
+//!   compressed [`Bytes`] to each subscriber of that window size
+//!   ([`HubMetrics::compressions`] counts the compressions). Messages under
+//!   the connection's threshold, and messages that would not get smaller,
+//!   go out as the shared uncompressed frame. Compression runs before the
+//!   fan-out, outside the registry lock; a compressor per window size is
+//!   pooled for reuse.
+//! - **context takeover (the default), an 8-bit server window, or no
+//!   permessage-deflate**: the shared uncompressed frame (RSV1 clear). That
+//!   is valid: RFC 7692 chooses compression per message, and an uncompressed
+//!   message leaves both ends' LZ77 windows untouched, so the messages the
+//!   socket sends itself are still compressed. A frame compressed elsewhere
+//!   could not be sent: the peer's window would then hold bytes the
+//!   connection's own compressor never saw.
+//!
+//! A server that wants topic messages compressed answers with
+//! `server_no_context_takeover`
+//! ([`DeflateConfig::server_no_context_takeover`](weft_proto::deflate::DeflateConfig::server_no_context_takeover));
+//! browsers accept it. The cost is the ratio of the socket's own messages
+//! (each compressed alone); the gain is that a message to N subscribers is
+//! compressed once, not N times, and no compressor state is kept between
+//! messages. [`Hub::subscriber_with`] takes the parameters directly.
 //!
 //! ## Slow subscribers
 //!
@@ -67,9 +93,13 @@
 //! then closes the connection with [`Evicted::close_code`] (1013, "try again
 //! later"). Messages are never dropped from a live subscriber's queue: a
 //! subscriber gets every message or is told it was evicted. The stall deadline
-//! is checked when a message arrives for the subscriber (a full queue with
-//! nothing more published holds its bounded bytes until the socket's own
-//! write timeout). Evictions are counted in [`HubMetrics`].
+//! fires on time: when a queue reaches the high-water mark a timer task
+//! (one per queue that is behind, inside the tokio runtime) evicts it at the
+//! deadline if it has not caught up, whether or not anything more is
+//! published; a push past the deadline evicts too. [`Subscriber::eviction`]
+//! resolves then, so a server whose socket is backed up (and so does not
+//! call `recv`) can close the connection on time. Evictions are counted in
+//! [`HubMetrics`].
 //!
 //! ## Ordering and delivery
 //!
@@ -87,12 +117,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use weft_proto::frame::{FrameHeader, Opcode, encode_server_message};
-use weft_proto::{CloseCode, Message, Text};
+use weft_proto::deflate::{MessageCompressor, SharedCompression, inflate_message};
+use weft_proto::frame::{FrameHeader, Opcode, RSV1, encode_server_message};
+use weft_proto::{CloseCode, Connection, DataKind, Message, Text};
 
 pub mod backend;
 mod queue;
@@ -101,7 +132,7 @@ pub mod redis;
 
 pub use backend::{Backend, BackendStatus, InProcess, Inbound};
 
-use queue::{Push, SubQueue};
+use queue::{Push, Stall, SubQueue};
 
 /// Bounds of every subscriber's queue. See the crate docs for the policy.
 ///
@@ -238,6 +269,12 @@ pub struct HubMetrics {
     pub received_remote: u64,
     /// Frames queued to subscribers (one per subscriber per message).
     pub delivered: u64,
+    /// Messages compressed for fan-out: at most one per message per distinct
+    /// window size among the topic's subscribers that can share compressed
+    /// frames (see the crate docs), however many subscribers there are.
+    pub compressions: u64,
+    /// Of `delivered`, the frames queued compressed.
+    pub delivered_compressed: u64,
     /// Subscribers evicted for staying behind past the stall timeout.
     pub evicted_stalled: u64,
     /// Subscribers evicted for going over the hard cap.
@@ -258,6 +295,8 @@ struct Counters {
     publish_failed: AtomicU64,
     received_remote: AtomicU64,
     delivered: AtomicU64,
+    compressions: AtomicU64,
+    delivered_compressed: AtomicU64,
     evicted_stalled: AtomicU64,
     evicted_overflow: AtomicU64,
     subscribers: AtomicU64,
@@ -266,9 +305,22 @@ struct Counters {
 struct Entry {
     id: u64,
     queue: Arc<SubQueue>,
+    compression: Option<SharedCompression>,
 }
 
-type Registry = HashMap<Arc<str>, Vec<Entry>>;
+/// One topic's local subscribers.
+#[derive(Default)]
+struct Topic {
+    entries: Vec<Entry>,
+    /// The distinct compression parameters among `entries`, with counts:
+    /// what a message must be compressed with before the fan-out.
+    groups: Vec<(SharedCompression, usize)>,
+}
+
+type Registry = HashMap<Arc<str>, Topic>;
+
+/// Compressors kept for reuse (each costs up to about 384 KiB).
+const COMPRESSOR_POOL: usize = 4;
 
 /// The state every handle shares.
 pub(crate) struct Shared {
@@ -278,6 +330,7 @@ pub(crate) struct Shared {
     backend: Box<dyn Backend>,
     counters: Counters,
     next_id: AtomicU64,
+    compressors: Mutex<Vec<MessageCompressor>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -340,6 +393,47 @@ fn check_topic(topic: &str) -> Result<(), HubError> {
     }
 }
 
+/// The kind and payload of a whole, uncompressed, unmasked data frame: one
+/// the hub may compress.
+fn data_frame(frame: &Bytes) -> Option<(DataKind, &[u8])> {
+    let Ok(Some((h, n))) = FrameHeader::parse(frame) else {
+        return None;
+    };
+    let kind = match h.opcode {
+        Opcode::Text => DataKind::Text,
+        Opcode::Binary => DataKind::Binary,
+        _ => return None,
+    };
+    let whole = u64::try_from(frame.len() - n).is_ok_and(|len| len == h.payload_len);
+    (h.fin && h.rsv == 0 && h.mask.is_none() && whole).then(|| (kind, &frame[n..]))
+}
+
+/// What a compressed frame's bytes depend on: window size and level.
+fn compression_key(c: &SharedCompression) -> SharedCompression {
+    SharedCompression::new(c.window_bits(), c.level(), 0).unwrap_or(*c)
+}
+
+/// Evict `queue` once it has stayed behind for `timeout`, checking at the
+/// deadline rather than at the next push. Ends when the queue catches up,
+/// is evicted or dropped, or the hub goes away.
+async fn stall_timer(queue: Weak<SubQueue>, hub: Weak<Shared>, timeout: Duration) {
+    let mut deadline = Instant::now() + timeout;
+    loop {
+        tokio::time::sleep_until(deadline.into()).await;
+        let (Some(q), Some(hub)) = (queue.upgrade(), hub.upgrade()) else {
+            return;
+        };
+        match q.check_stall(Instant::now(), timeout) {
+            Stall::Evicted => {
+                hub.count_eviction(Evicted::Stalled);
+                return;
+            }
+            Stall::Until(t) => deadline = t,
+            Stall::Clear => return,
+        }
+    }
+}
+
 impl Shared {
     fn read(&self) -> RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
@@ -349,32 +443,123 @@ impl Shared {
         self.registry.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue `frame` to every local subscriber of `topic`.
-    fn fan_out(&self, topic: &str, frame: &Bytes) -> usize {
+    /// Queue `frame` to every local subscriber of `topic`: the same
+    /// [`Bytes`] to each, or for subscribers that share compressed frames,
+    /// the frame compressed once per window size.
+    fn fan_out(self: &Arc<Self>, topic: &str, frame: &Bytes) -> usize {
         let now = Instant::now();
-        let reg = self.read();
-        let Some(entries) = reg.get(topic) else {
+        let mut reg = self.read();
+        let Some(t) = reg.get(topic) else {
             return 0;
         };
-        let mut n = 0u64;
-        for e in entries {
-            match e.queue.push(frame, now, &self.config) {
-                Push::Queued => n += 1,
-                Push::Evicted(Evicted::Stalled) => {
-                    self.counters.evicted_stalled.fetch_add(1, Ordering::Relaxed);
+        // Compressed frames, by window size and level (the threshold does not
+        // change the bytes).
+        let mut compressed: Vec<(SharedCompression, Option<Bytes>)> = Vec::new();
+        let data = if t.groups.is_empty() { None } else { data_frame(frame) };
+        if let Some((kind, payload)) = data {
+            let mut wanted: Vec<SharedCompression> = Vec::new();
+            for (c, _) in &t.groups {
+                let key = compression_key(c);
+                if c.applies_to(payload.len()) && !wanted.contains(&key) {
+                    wanted.push(key);
                 }
-                Push::Evicted(Evicted::Overflow) => {
-                    self.counters.evicted_overflow.fetch_add(1, Ordering::Relaxed);
+            }
+            if !wanted.is_empty() {
+                // Compress without holding the registry.
+                drop(reg);
+                for key in wanted {
+                    compressed.push((key, self.compress(key, kind, payload)));
                 }
+                reg = self.read();
+            }
+        }
+        let Some(t) = reg.get(topic) else {
+            return 0;
+        };
+        let (mut n, mut n_compressed) = (0u64, 0u64);
+        for e in &t.entries {
+            let mut f = frame;
+            if let (Some(c), Some((kind, payload))) = (e.compression, data)
+                && c.applies_to(payload.len())
+            {
+                let key = compression_key(&c);
+                let i = match compressed.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        // Subscribed while the others were compressed.
+                        compressed.push((key, self.compress(key, kind, payload)));
+                        compressed.len() - 1
+                    }
+                };
+                if let Some(z) = &compressed[i].1 {
+                    f = z;
+                }
+            }
+            match e.queue.push(f, now, &self.config) {
+                r @ (Push::Queued | Push::QueuedArm) => {
+                    n += 1;
+                    if !std::ptr::eq(f, frame) {
+                        n_compressed += 1;
+                    }
+                    if r == Push::QueuedArm {
+                        self.arm_stall_timer(&e.queue);
+                    }
+                }
+                Push::Evicted(why) => self.count_eviction(why),
                 Push::Gone => {}
             }
         }
         drop(reg);
         self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+        self.counters
+            .delivered_compressed
+            .fetch_add(n_compressed, Ordering::Relaxed);
         n as usize
     }
 
-    fn deliver_remote(&self, topic: &str, envelope: &[u8]) -> usize {
+    fn count_eviction(&self, why: Evicted) {
+        let c = match why {
+            Evicted::Stalled => &self.counters.evicted_stalled,
+            Evicted::Overflow => &self.counters.evicted_overflow,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Compress one message with `key`'s window and level, reusing a pooled
+    /// compressor. `None`: send it uncompressed (it would not get smaller).
+    fn compress(&self, key: SharedCompression, kind: DataKind, payload: &[u8]) -> Option<Bytes> {
+        let pooled = {
+            let mut pool = self.compressors.lock().unwrap_or_else(|p| p.into_inner());
+            pool.iter().position(|c| c.params() == key).map(|i| pool.swap_remove(i))
+        };
+        let mut c = pooled.unwrap_or_else(|| MessageCompressor::new(key));
+        self.counters.compressions.fetch_add(1, Ordering::Relaxed);
+        let out = c.compress_frame(kind, payload).unwrap_or_else(|e| {
+            tracing::debug!("hub compression failed, sending uncompressed: {}", e.reason);
+            None
+        });
+        let mut pool = self.compressors.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() >= COMPRESSOR_POOL {
+            pool.remove(0);
+        }
+        pool.push(c);
+        out
+    }
+
+    /// Start the task that evicts `queue` once it stays behind past the
+    /// stall timeout, whether or not anything more is published to it.
+    fn arm_stall_timer(self: &Arc<Self>, queue: &Arc<SubQueue>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime: the deadline is checked on the next push.
+            queue.disarm();
+            return;
+        };
+        let (q, hub) = (Arc::downgrade(queue), Arc::downgrade(self));
+        let timeout = self.config.stall_timeout;
+        rt.spawn(stall_timer(q, hub, timeout));
+    }
+
+    fn deliver_remote(self: &Arc<Self>, topic: &str, envelope: &[u8]) -> usize {
         let Some((node, msg)) = parse_envelope(envelope) else {
             tracing::debug!(topic, "skipping a malformed hub envelope");
             return 0;
@@ -388,14 +573,24 @@ impl Shared {
     }
 
     fn local_subscribers(&self, topic: &str) -> usize {
-        self.read().get(topic).map_or(0, Vec::len)
+        self.read().get(topic).map_or(0, |t| t.entries.len())
     }
 
     fn remove(&self, topic: &str, id: u64) {
         let mut reg = self.write();
-        if let Some(entries) = reg.get_mut(topic) {
-            entries.retain(|e| e.id != id);
-            if entries.is_empty() {
+        if let Some(t) = reg.get_mut(topic) {
+            if let Some(i) = t.entries.iter().position(|e| e.id == id) {
+                let e = t.entries.remove(i);
+                if let Some(c) = e.compression
+                    && let Some(g) = t.groups.iter().position(|(k, _)| *k == c)
+                {
+                    t.groups[g].1 -= 1;
+                    if t.groups[g].1 == 0 {
+                        t.groups.swap_remove(g);
+                    }
+                }
+            }
+            if t.entries.is_empty() {
                 reg.remove(topic);
                 // Under the lock, so that it is ordered with a subscribe.
                 self.backend.unsubscribe(topic);
@@ -434,6 +629,7 @@ impl Hub {
             backend: Box::new(backend),
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
+            compressors: Mutex::new(Vec::new()),
         });
         // Started once the hub exists, so that its tasks see it alive.
         shared.backend.start(Inbound {
@@ -443,15 +639,35 @@ impl Hub {
         Hub { shared }
     }
 
-    /// A new subscriber with no topics yet. It may subscribe to many.
+    /// A new subscriber with no topics yet. It may subscribe to many. It
+    /// receives uncompressed frames, valid on any server connection.
     pub fn subscriber(&self) -> Subscriber {
+        self.subscriber_with(None)
+    }
+
+    /// A subscriber that receives frames compressed with `compression` (from
+    /// the threshold up), compressed once per message for all subscribers
+    /// with the same window size; `None` is [`subscriber`](Self::subscriber).
+    /// The frames are valid only on a server connection whose
+    /// [`SharedCompression`] accepts `compression`: use
+    /// [`subscriber_for`](Self::subscriber_for) for a connection.
+    pub fn subscriber_with(&self, compression: Option<SharedCompression>) -> Subscriber {
         self.shared.counters.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscriber {
             shared: self.shared.clone(),
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             queue: Arc::new(SubQueue::default()),
             topics: HashSet::new(),
+            compression,
         }
+    }
+
+    /// A subscriber whose frames suit `conn`, a server connection (e.g.
+    /// `WebSocket::connection()`): compressed frames when it negotiated
+    /// permessage-deflate with `server_no_context_takeover`, uncompressed
+    /// ones otherwise (see the crate docs).
+    pub fn subscriber_for(&self, conn: &Connection) -> Subscriber {
+        self.subscriber_with(SharedCompression::of_connection(conn))
     }
 
     /// Publish a text or binary message to `topic`: encoded once, queued to
@@ -481,7 +697,9 @@ impl Hub {
     /// frame, e.g. from [`weft_proto::frame::encode_server_frame`]) to this
     /// node's subscribers only, without the backend. Returns how many it was
     /// queued to. This is the fan-out core, exposed for benchmarks and for
-    /// applications that pre-encode.
+    /// applications that pre-encode. An uncompressed frame is compressed for
+    /// the subscribers that share compressed frames, as a published message
+    /// is; a frame with RSV1 set goes to every subscriber as it is.
     pub fn publish_frame_local(&self, topic: &str, frame: &Bytes) -> usize {
         self.shared.counters.published.fetch_add(1, Ordering::Relaxed);
         self.shared.fan_out(topic, frame)
@@ -510,6 +728,8 @@ impl Hub {
             publish_failed: c.publish_failed.load(Ordering::Relaxed),
             received_remote: c.received_remote.load(Ordering::Relaxed),
             delivered: c.delivered.load(Ordering::Relaxed),
+            compressions: c.compressions.load(Ordering::Relaxed),
+            delivered_compressed: c.delivered_compressed.load(Ordering::Relaxed),
             evicted_stalled: c.evicted_stalled.load(Ordering::Relaxed),
             evicted_overflow: c.evicted_overflow.load(Ordering::Relaxed),
             subscribers: c.subscribers.load(Ordering::Relaxed),
@@ -536,7 +756,8 @@ impl Hub {
 }
 
 /// An encoded server frame as a subscriber receives it: the very [`Bytes`]
-/// every other subscriber of the message received.
+/// every other subscriber of the message received (every other one with the
+/// same compression, for a compressed frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame(Bytes);
 
@@ -551,12 +772,22 @@ impl Frame {
         self.0
     }
 
-    /// The message it carries (the payload is a slice of the frame, not a
-    /// copy), for subscribers that are not sockets.
+    /// Whether the frame is compressed (RSV1 set: permessage-deflate).
+    pub fn is_compressed(&self) -> bool {
+        matches!(FrameHeader::parse(&self.0), Ok(Some((h, _))) if h.rsv & RSV1 != 0)
+    }
+
+    /// The message it carries, for subscribers that are not sockets: the
+    /// payload is a slice of the frame, not a copy, unless the frame is
+    /// compressed (then it is inflated). An undecodable frame gives an empty
+    /// binary message.
     pub fn message(&self) -> Message {
         match FrameHeader::parse(&self.0) {
             Ok(Some((h, n))) => {
-                let payload = self.0.slice(n..);
+                let mut payload = self.0.slice(n..);
+                if h.rsv & RSV1 != 0 {
+                    payload = inflate_message(&payload, isize::MAX as usize).unwrap_or_default();
+                }
                 match h.opcode {
                     Opcode::Text => {
                         Text::from_bytes(payload).map_or_else(|_| Message::Binary(Bytes::new()), Message::Text)
@@ -577,6 +808,7 @@ pub struct Subscriber {
     id: u64,
     queue: Arc<SubQueue>,
     topics: HashSet<Arc<str>>,
+    compression: Option<SharedCompression>,
 }
 
 impl Subscriber {
@@ -594,10 +826,18 @@ impl Subscriber {
                 None => Arc::from(topic),
             };
             if !self.topics.contains(topic) {
-                reg.entry(key.clone()).or_default().push(Entry {
+                let t = reg.entry(key.clone()).or_default();
+                t.entries.push(Entry {
                     id: self.id,
                     queue: self.queue.clone(),
+                    compression: self.compression,
                 });
+                if let Some(c) = self.compression {
+                    match t.groups.iter_mut().find(|(k, _)| *k == c) {
+                        Some((_, n)) => *n += 1,
+                        None => t.groups.push((c, 1)),
+                    }
+                }
                 self.topics.insert(key);
             }
             self.shared.backend.subscribe(topic)
@@ -653,6 +893,20 @@ impl Subscriber {
     /// Whether (and why) the hub evicted this subscriber.
     pub fn evicted(&self) -> Option<Evicted> {
         self.queue.evicted()
+    }
+
+    /// A future that resolves once the hub evicts this subscriber. It does
+    /// not borrow the subscriber, so a server can wait for it while it does
+    /// not call [`recv`](Self::recv) (e.g. while its socket's output is
+    /// backed up) and close the connection on time.
+    pub fn eviction(&self) -> impl Future<Output = Evicted> + Send + 'static {
+        let q = self.queue.clone();
+        async move { q.wait_evicted().await }
+    }
+
+    /// The compression its frames come with, if any.
+    pub fn compression(&self) -> Option<SharedCompression> {
+        self.compression
     }
 
     /// The hub this subscriber belongs to.

@@ -11,19 +11,25 @@
 //! which RFC 7692 allows (compression is chosen per message, §6). Inflating
 //! uses a window at least as large as the peer's, which is always correct.
 //!
+//! Fan-out: a server connection that negotiated `server_no_context_takeover`
+//! compresses every message from a fresh context, so one compressed frame
+//! serves every such connection ([`SharedCompression`],
+//! [`MessageCompressor`]).
+//!
 //! Memory per connection (zlib's figures, level 6, memLevel 8): the
-//! compressor costs about `2^(w+2) + 2^(8+9)` bytes (256 KiB at w = 15,
+//! compressor, made when the connection first compresses a message, costs
+//! about `2^(w+2) + 2^(8+9)` bytes (256 KiB at w = 15,
 //! 132 KiB at w = 9), the decompressor about `2^w + 7 KiB` (39 KiB at 15).
 
 use std::fmt;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::close::CloseCode;
 use crate::error::ExtensionError;
 use crate::extension::{ClientExtension, Encoded, Extension, ExtensionOffer, ServerExtension};
-use crate::frame::RSV1;
+use crate::frame::{FrameHeader, Opcode, RSV1};
 use crate::message::DataKind;
 
 /// The extension token.
@@ -313,7 +319,9 @@ enum DeflateRole {
 
 /// The running codec on one connection.
 pub struct Deflate {
-    /// `None` when our window is 8 bits: we send uncompressed.
+    /// Made on the first compressed message (a connection that sends only
+    /// small messages, or shared frames, never pays for it); never when our
+    /// window is 8 bits: we send uncompressed.
     compress: Option<Compress>,
     decompress: Decompress,
     reset_compress: bool,
@@ -322,6 +330,10 @@ pub struct Deflate {
     /// The message being sent is compressed.
     sending_compressed: bool,
     description: String,
+    role: DeflateRole,
+    /// The window this side compresses with (9–15; 8 means no compressor).
+    window_bits: u8,
+    level: u32,
 }
 
 impl fmt::Debug for Deflate {
@@ -351,102 +363,136 @@ impl Deflate {
             ),
         };
         Deflate {
-            compress: (ours >= 9).then(|| Compress::new_with_window_bits(Compression::new(level), false, ours)),
+            compress: None,
             decompress: Decompress::new_with_window_bits(false, theirs.max(9)),
             reset_compress: reset_ours,
             reset_decompress: reset_theirs,
             threshold,
             sending_compressed: false,
             description: p.to_offer().to_string(),
+            role,
+            window_bits: ours,
+            level,
         }
     }
 
-    fn inflate(&mut self, mut input: &[u8], out: &mut BytesMut, max_len: usize) -> Result<(), ExtensionError> {
-        let too_big = ExtensionError {
-            code: CloseCode::MESSAGE_TOO_BIG,
-            reason: "message too big after inflating",
-        };
-        loop {
-            let start = out.len();
-            // One byte past the limit shows that the limit was passed.
-            let room = (max_len + 1).saturating_sub(start).min(CHUNK);
-            if room == 0 {
-                return Err(too_big);
-            }
-            grow_within(out, start + room, max_len + 1);
-            out.resize(start + room, 0);
-            let (in0, out0) = (self.decompress.total_in(), self.decompress.total_out());
-            let status = self
-                .decompress
-                .decompress(input, &mut out[start..], FlushDecompress::Sync);
-            let consumed = (self.decompress.total_in() - in0) as usize;
-            let produced = (self.decompress.total_out() - out0) as usize;
-            out.truncate(start + produced);
-            input = &input[consumed..];
-            if out.len() > max_len {
-                // The byte past the limit only showed that it was passed:
-                // `out` keeps at most `max_len` bytes, as `decode` promises
-                // (whatever else the step found).
-                out.truncate(max_len);
-                return Err(too_big);
-            }
-            match status {
-                Err(_) => {
-                    return Err(ExtensionError {
-                        code: CloseCode::INVALID_PAYLOAD,
-                        reason: "invalid compressed data",
-                    });
-                }
-                Ok(Status::StreamEnd) => {
-                    // A final block: nothing may follow within this message.
-                    if !input.is_empty() {
-                        return Err(ExtensionError {
-                            code: CloseCode::INVALID_PAYLOAD,
-                            reason: "data after the end of the compressed stream",
-                        });
-                    }
-                    return Ok(());
-                }
-                Ok(_) => {
-                    // Done when all input is used and the output did not fill.
-                    if input.is_empty() && produced < room {
-                        return Ok(());
-                    }
-                    if consumed == 0 && produced == 0 {
-                        return Err(ExtensionError {
-                            code: CloseCode::INVALID_PAYLOAD,
-                            reason: "compressed data makes no progress",
-                        });
-                    }
-                }
-            }
-        }
+    fn inflate(&mut self, input: &[u8], out: &mut BytesMut, max_len: usize) -> Result<(), ExtensionError> {
+        inflate_into(&mut self.decompress, input, out, max_len)
     }
 
-    fn deflate(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
-        let Some(c) = self.compress.as_mut() else {
+    fn deflate(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
+        if self.window_bits < 9 {
             return Ok(());
-        };
-        loop {
-            let start = out.len();
-            let room = CHUNK.max(input.len() / 2 + 64);
-            out.resize(start + room, 0);
-            let (in0, out0) = (c.total_in(), c.total_out());
-            let r = c.compress(input, &mut out[start..], FlushCompress::Sync);
-            let consumed = (c.total_in() - in0) as usize;
-            let produced = (c.total_out() - out0) as usize;
-            out.truncate(start + produced);
-            input = &input[consumed..];
-            if r.is_err() {
+        }
+        let (level, bits) = (self.level, self.window_bits);
+        let c = self
+            .compress
+            .get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));
+        deflate_into(c, input, out)
+    }
+}
+
+/// Inflate `input` with `d` (sync flush), appending to `out`; at most
+/// `max_len` bytes in all.
+fn inflate_into(
+    d: &mut Decompress,
+    mut input: &[u8],
+    out: &mut BytesMut,
+    max_len: usize,
+) -> Result<(), ExtensionError> {
+    let too_big = ExtensionError {
+        code: CloseCode::MESSAGE_TOO_BIG,
+        reason: "message too big after inflating",
+    };
+    loop {
+        let start = out.len();
+        // One byte past the limit shows that the limit was passed.
+        let room = (max_len + 1).saturating_sub(start).min(CHUNK);
+        if room == 0 {
+            return Err(too_big);
+        }
+        grow_within(out, start + room, max_len + 1);
+        out.resize(start + room, 0);
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let status = d.decompress(input, &mut out[start..], FlushDecompress::Sync);
+        let consumed = (d.total_in() - in0) as usize;
+        let produced = (d.total_out() - out0) as usize;
+        out.truncate(start + produced);
+        input = &input[consumed..];
+        if out.len() > max_len {
+            // The byte past the limit only showed that it was passed:
+            // `out` keeps at most `max_len` bytes, as `decode` promises
+            // (whatever else the step found).
+            out.truncate(max_len);
+            return Err(too_big);
+        }
+        match status {
+            Err(_) => {
                 return Err(ExtensionError {
-                    code: CloseCode::INTERNAL_ERROR,
-                    reason: "compression failed",
+                    code: CloseCode::INVALID_PAYLOAD,
+                    reason: "invalid compressed data",
                 });
             }
-            // The sync flush is complete once the output did not fill up.
-            if input.is_empty() && produced < room {
+            Ok(Status::StreamEnd) => {
+                // A final block: nothing may follow within this message.
+                if !input.is_empty() {
+                    return Err(ExtensionError {
+                        code: CloseCode::INVALID_PAYLOAD,
+                        reason: "data after the end of the compressed stream",
+                    });
+                }
                 return Ok(());
             }
+            Ok(_) => {
+                // Done when all input is used and the output did not fill.
+                if input.is_empty() && produced < room {
+                    return Ok(());
+                }
+                if consumed == 0 && produced == 0 {
+                    return Err(ExtensionError {
+                        code: CloseCode::INVALID_PAYLOAD,
+                        reason: "compressed data makes no progress",
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// End a compressed message whose bytes start at `out[start..]`: §7.2.1,
+/// remove the `00 00 ff ff` that ends the sync flush.
+fn end_message(out: &mut BytesMut, start: usize) {
+    if out[start..].ends_with(&TRAILER) {
+        out.truncate(out.len() - 4);
+    }
+    if out.len() == start {
+        // An empty message: one empty stored block would be
+        // `00 00 00 ff ff` less the trailer; send a single 0x00.
+        out.extend_from_slice(&[0x00]);
+    }
+}
+
+/// Compress `input` with `c` and a sync flush, appending to `out`.
+fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
+    loop {
+        let start = out.len();
+        let room = CHUNK.max(input.len() / 2 + 64);
+        out.resize(start + room, 0);
+        let (in0, out0) = (c.total_in(), c.total_out());
+        let r = c.compress(input, &mut out[start..], FlushCompress::Sync);
+        let consumed = (c.total_in() - in0) as usize;
+        let produced = (c.total_out() - out0) as usize;
+        out.truncate(start + produced);
+        input = &input[consumed..];
+        if r.is_err() {
+            return Err(ExtensionError {
+                code: CloseCode::INTERNAL_ERROR,
+                reason: "compression failed",
+            });
+        }
+        // The sync flush is complete once the output did not fill up.
+        if input.is_empty() && produced < room {
+            return Ok(());
         }
     }
 }
@@ -462,6 +508,10 @@ impl Extension for Deflate {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn decode(
@@ -494,22 +544,14 @@ impl Extension for Deflate {
         if first {
             // A message sent whole is compressed from the threshold up; one
             // sent in pieces always is (its size is unknown).
-            self.sending_compressed = self.compress.is_some() && (!fin || payload.len() >= self.threshold);
+            self.sending_compressed = self.window_bits >= 9 && (!fin || payload.len() >= self.threshold);
         }
         if !self.sending_compressed {
             return Ok(Encoded::Unchanged);
         }
         self.deflate(payload, out)?;
         if fin {
-            // §7.2.1: remove the 00 00 ff ff that ends the sync flush.
-            if out.ends_with(&TRAILER) {
-                out.truncate(out.len() - 4);
-            }
-            if out.is_empty() {
-                // An empty message: one empty stored block would be
-                // `00 00 00 ff ff` less the trailer; send a single 0x00.
-                out.extend_from_slice(&[0x00]);
-            }
+            end_message(out, 0);
             if self.reset_compress
                 && let Some(c) = self.compress.as_mut()
             {
@@ -518,6 +560,165 @@ impl Extension for Deflate {
         }
         Ok(Encoded::Transformed { rsv: RSV1 })
     }
+}
+
+/// How a server connection compresses the messages it sends when no message
+/// depends on another: permessage-deflate negotiated with
+/// `server_no_context_takeover`. A message compressed once with these
+/// parameters, from a fresh context, is valid on every connection with the
+/// same ones (or a larger window), so a server can compress a message once
+/// and queue the same frame on many connections
+/// ([`Connection::send_raw_frame`](crate::Connection::send_raw_frame)).
+///
+/// Connections that keep their context (the default) are not covered: their
+/// peer's LZ77 window follows the connection's own compressor, and a message
+/// compressed elsewhere would put it out of step. Such a connection takes
+/// the uncompressed frame instead, which RFC 7692 §6 allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharedCompression {
+    window_bits: u8,
+    level: u32,
+    threshold: usize,
+}
+
+impl SharedCompression {
+    /// Compression with a `2^window_bits` window (9–15; `None` otherwise:
+    /// zlib cannot compress with an 8-bit window) at `level` (0–9, clamped),
+    /// for messages of at least `threshold` bytes.
+    pub fn new(window_bits: u8, level: u32, threshold: usize) -> Option<SharedCompression> {
+        (9..=15).contains(&window_bits).then_some(SharedCompression {
+            window_bits,
+            level: level.min(9),
+            threshold,
+        })
+    }
+
+    /// The parameters of a negotiated extension, if it is permessage-deflate
+    /// on the server side with `server_no_context_takeover` and a window it
+    /// compresses with (not 8 bits).
+    pub fn of(ext: &dyn Extension) -> Option<SharedCompression> {
+        let d = ext.as_any()?.downcast_ref::<Deflate>()?;
+        if d.role != DeflateRole::Server || !d.reset_compress || d.window_bits < 9 {
+            return None;
+        }
+        SharedCompression::new(d.window_bits, d.level, d.threshold)
+    }
+
+    /// [`of`](Self::of) the connection's negotiated extension.
+    pub fn of_connection(conn: &crate::Connection) -> Option<SharedCompression> {
+        SharedCompression::of(conn.extension()?)
+    }
+
+    /// The window size, in bits, the server compresses with.
+    pub fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
+    /// The zlib level.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Messages shorter than this are sent uncompressed.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// Whether a message of `len` bytes is worth compressing.
+    pub fn applies_to(&self, len: usize) -> bool {
+        len >= self.threshold
+    }
+
+    /// Whether a message compressed by `other` may be sent on a connection
+    /// with these parameters: the same level and threshold do not matter
+    /// for decoding; the window must not be larger than this one.
+    pub fn accepts(&self, other: &SharedCompression) -> bool {
+        other.window_bits <= self.window_bits
+    }
+}
+
+/// Compresses whole messages into complete server frames (RSV1 set), each
+/// from a fresh context: the frames suit any connection whose
+/// [`SharedCompression`] accepts this compressor's. Reusable: the context
+/// is reset after each message (a fresh compressor allocates about
+/// `2^(w+2) + 128 KiB`).
+pub struct MessageCompressor {
+    params: SharedCompression,
+    compress: Compress,
+}
+
+impl fmt::Debug for MessageCompressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageCompressor")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageCompressor {
+    /// A compressor with `params`.
+    pub fn new(params: SharedCompression) -> MessageCompressor {
+        MessageCompressor {
+            params,
+            compress: Compress::new_with_window_bits(Compression::new(params.level), false, params.window_bits),
+        }
+    }
+
+    /// The parameters it compresses with.
+    pub fn params(&self) -> SharedCompression {
+        self.params
+    }
+
+    /// One whole message as one compressed, unmasked frame (FIN and RSV1
+    /// set), or `None` when the message is under the threshold or would not
+    /// get smaller — send it uncompressed then. A text payload must be UTF-8;
+    /// it is not checked here.
+    pub fn compress_frame(&mut self, kind: DataKind, payload: &[u8]) -> Result<Option<Bytes>, ExtensionError> {
+        if !self.params.applies_to(payload.len()) {
+            return Ok(None);
+        }
+        // Room for the longest header in front, so that the payload is
+        // compressed in place and the header written before it.
+        let mut out = BytesMut::with_capacity(MAX_SERVER_HEADER + payload.len() / 2 + 64);
+        out.resize(MAX_SERVER_HEADER, 0);
+        let r = deflate_into(&mut self.compress, payload, &mut out);
+        self.compress.reset();
+        r?;
+        end_message(&mut out, MAX_SERVER_HEADER);
+        let len = out.len() - MAX_SERVER_HEADER;
+        if len >= payload.len() {
+            return Ok(None);
+        }
+        let h = FrameHeader {
+            fin: true,
+            rsv: RSV1,
+            opcode: match kind {
+                DataKind::Text => Opcode::Text,
+                DataKind::Binary => Opcode::Binary,
+            },
+            mask: None,
+            payload_len: len as u64,
+        };
+        let start = MAX_SERVER_HEADER - h.encoded_len();
+        let mut head = &mut out[start..MAX_SERVER_HEADER];
+        h.encode(&mut head);
+        out.advance(start);
+        Ok(Some(out.freeze()))
+    }
+}
+
+/// The longest unmasked frame header.
+const MAX_SERVER_HEADER: usize = 10;
+
+/// Inflate the payload of one whole compressed message that does not depend
+/// on earlier ones (sent without context takeover, e.g. by a
+/// [`MessageCompressor`]), into at most `max_len` bytes (else 1009).
+pub fn inflate_message(payload: &[u8], max_len: usize) -> Result<Bytes, ExtensionError> {
+    let mut d = Decompress::new_with_window_bits(false, 15);
+    let mut out = BytesMut::new();
+    inflate_into(&mut d, payload, &mut out, max_len)?;
+    inflate_into(&mut d, &TRAILER, &mut out, max_len)?;
+    Ok(out.freeze())
 }
 
 #[cfg(test)]
@@ -675,5 +876,88 @@ mod tests {
         );
         assert!(d.accept(&offer("permessage-deflate; client_max_window_bits")).is_err());
         assert!(d.accept(&offer("permessage-deflate; x=1")).is_err());
+    }
+
+    #[test]
+    fn shared_compression_only_for_a_server_without_context_takeover() {
+        let snct = DeflateConfig::default().server_no_context_takeover(true);
+        let (s, c) = pair(snct.clone(), DeflateConfig::default());
+        assert_eq!(SharedCompression::of(s.as_ref()), SharedCompression::new(15, 6, 128));
+        assert_eq!(SharedCompression::of(c.as_ref()), None, "client side");
+        let (s, _) = pair(DeflateConfig::default(), DeflateConfig::default());
+        assert_eq!(SharedCompression::of(s.as_ref()), None, "context takeover");
+        let (s, _) = pair(snct.clone().server_max_window_bits(10), DeflateConfig::default());
+        assert_eq!(SharedCompression::of(s.as_ref()).map(|p| p.window_bits()), Some(10));
+        let (s, _) = pair(snct.server_max_window_bits(8), DeflateConfig::default());
+        assert_eq!(SharedCompression::of(s.as_ref()), None, "8 bits: sent uncompressed");
+        assert_eq!(SharedCompression::new(8, 6, 0), None);
+        let w12 = SharedCompression::new(12, 6, 0).unwrap();
+        assert!(w12.accepts(&SharedCompression::new(9, 1, 500).unwrap()));
+        assert!(!w12.accepts(&SharedCompression::new(13, 6, 0).unwrap()));
+    }
+
+    #[test]
+    fn one_compressed_frame_decodes_on_every_matching_connection() {
+        let text: Vec<u8> = (0..400)
+            .flat_map(|i| format!("{{\"n\":{i},\"text\":\"hello\"}}").into_bytes())
+            .collect();
+        for bits in 9..=15 {
+            let cfg = DeflateConfig::default()
+                .server_no_context_takeover(true)
+                .server_max_window_bits(bits);
+            let params = SharedCompression::new(bits, 6, 128).unwrap();
+            let mut mc = MessageCompressor::new(params);
+            let mut pairs: Vec<_> = (0..3).map(|_| pair(cfg.clone(), DeflateConfig::default())).collect();
+            for round in 0..3 {
+                // The connection's own compressed messages, between shared
+                // frames, leave the shared frames valid and vice versa.
+                for (s, c) in &mut pairs {
+                    assert_eq!(roundtrip(s.as_mut(), c.as_mut(), &text[..3000]), &text[..3000]);
+                }
+                let frame = mc.compress_frame(DataKind::Text, &text).unwrap().unwrap();
+                let (h, n) = FrameHeader::parse(&frame).unwrap().unwrap();
+                assert!(h.fin && h.rsv == RSV1 && h.opcode == Opcode::Text && h.mask.is_none());
+                assert_eq!(h.payload_len as usize, frame.len() - n);
+                assert!(frame.len() - n < text.len() / 4, "compressed to {}", frame.len() - n);
+                for (_, c) in &mut pairs {
+                    let mut out = BytesMut::new();
+                    c.decode(RSV1, &frame[n..], true, &mut out, 1 << 20).unwrap();
+                    assert_eq!(&out[..], &text[..], "bits {bits} round {round}");
+                }
+                assert_eq!(&inflate_message(&frame[n..], 1 << 20).unwrap()[..], &text[..]);
+                assert_eq!(
+                    inflate_message(&frame[n..], 100).unwrap_err().code,
+                    CloseCode::MESSAGE_TOO_BIG
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn small_or_incompressible_messages_are_not_compressed() {
+        let mut mc = MessageCompressor::new(SharedCompression::new(15, 6, 128).unwrap());
+        assert_eq!(mc.compress_frame(DataKind::Text, &[b'a'; 127]).unwrap(), None);
+        assert!(mc.compress_frame(DataKind::Text, &[b'a'; 128]).unwrap().is_some());
+        // xorshift noise does not compress: sent as it is.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert_eq!(mc.compress_frame(DataKind::Binary, &noise).unwrap(), None);
+        // Large messages use the 64-bit length form.
+        let big = vec![b'z'; 200_000];
+        let mut mc = MessageCompressor::new(SharedCompression::new(15, 1, 0).unwrap());
+        let f = mc.compress_frame(DataKind::Binary, &big).unwrap().unwrap();
+        let (h, n) = FrameHeader::parse(&f).unwrap().unwrap();
+        assert_eq!((h.opcode, h.payload_len as usize), (Opcode::Binary, f.len() - n));
+        assert_eq!(&inflate_message(&f[n..], 1 << 20).unwrap()[..], &big[..]);
+        let mut mc = MessageCompressor::new(SharedCompression::new(15, 6, 0).unwrap());
+        let empty = mc.compress_frame(DataKind::Text, b"").unwrap();
+        assert_eq!(empty, None, "an empty message does not get smaller");
     }
 }

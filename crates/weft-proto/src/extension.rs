@@ -249,6 +249,14 @@ pub trait Extension: Send + fmt::Debug {
         self.name().to_owned()
     }
 
+    /// The extension as [`Any`](std::any::Any), so that code which knows the
+    /// concrete type can look at it (e.g.
+    /// [`SharedCompression::of`](crate::deflate::SharedCompression::of)).
+    /// `None` (the default) keeps it opaque.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// Decode one frame of a received message whose first frame carried
     /// `first_rsv` (only this extension's bits). Append the decoded bytes to
     /// `out`, never making `out` longer than `max_len` (fail with 1009 first).

@@ -190,7 +190,8 @@ impl FrameHeader {
 /// never compressed (RSV1 is clear), which is valid on a connection that
 /// negotiated permessage-deflate too: compression is chosen per message
 /// (RFC 7692 §6), and a skipped message leaves both ends' LZ77 windows as they
-/// were.
+/// were. To compress once for connections that negotiated
+/// `server_no_context_takeover`, see `deflate::MessageCompressor`.
 ///
 /// ```
 /// use weft_proto::{DataKind, frame::encode_server_frame};
