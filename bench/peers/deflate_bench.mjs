@@ -2,12 +2,12 @@
 // counterpart of crates/weft-proto/examples/deflate_corpus.rs (same file,
 // same settings, same output format). Run by bench/deflate.sh:
 //
-//   node bench/peers/deflate_bench.mjs CORPUS [REPS]
+//   node bench/peers/deflate_bench.mjs CORPUS [REPS] [LEVEL]
 //
 // Each message goes through ws's own PerMessageDeflate, compress() then the
 // next message once the callback has run, as a ws socket sends a stream of
 // messages; decompress() likewise as its receiver does. Settings: level 6
-// (zlib's default, weft's default), memLevel 8, window 15 both ways,
+// unless given (zlib's default, weft's default), memLevel 8, window 15 both ways,
 // threshold 0 (every message compressed), context takeover on or off. Each
 // pass uses a fresh PerMessageDeflate pair; 3 passes of warm-up, then REPS
 // timed passes; MB/s is 10^6 bytes of uncompressed text a second.
@@ -28,12 +28,13 @@ const { PerMessageDeflate } = require('ws');
 const WARMUP = 3;
 const MAX_PAYLOAD = 64 << 20;
 
-const [path, repsArg] = process.argv.slice(2);
+const [path, repsArg, levelArg] = process.argv.slice(2);
 if (!path) {
-  console.error('usage: node deflate_bench.mjs CORPUS [REPS]');
+  console.error('usage: node deflate_bench.mjs CORPUS [REPS] [LEVEL]');
   process.exit(2);
 }
 const reps = Math.max(1, Number(repsArg ?? 15));
+const level = Math.min(9, Number(levelArg ?? 6));
 const text = readFileSync(path);
 const msgs = [];
 for (let i = 0; i < text.length; ) {
@@ -51,7 +52,7 @@ function options(takeover, isServer) {
     clientNoContextTakeover: !takeover,
     serverMaxWindowBits: 15,
     clientMaxWindowBits: 15,
-    zlibDeflateOptions: { level: 6, memLevel: 8 },
+    zlibDeflateOptions: { level, memLevel: 8 },
     threshold: 0,
     maxPayload: MAX_PAYLOAD,
   };
@@ -100,7 +101,7 @@ async function decompressAll(ext, wire, check) {
 
 function zlibSyncOnly() {
   let total = 0;
-  const opts = { level: 6, memLevel: 8, windowBits: 15, finishFlush: zlib.constants.Z_SYNC_FLUSH };
+  const opts = { level, memLevel: 8, windowBits: 15, finishFlush: zlib.constants.Z_SYNC_FLUSH };
   for (const m of msgs) total += zlib.deflateRawSync(m, opts).length - 4;
   return total;
 }
@@ -136,6 +137,7 @@ function line(c, takeover, bytesIn, bytesOut, ratio, s) {
       bytes_in: bytesIn,
       bytes_out: bytesOut,
       ratio: Number(ratio.toFixed(4)),
+      level,
       reps,
       mbps_median: Number(s.median.toFixed(2)),
       mbps_min: Number(s.min.toFixed(2)),

@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use pmd::{compress_all, decompress_all, pair};
+use pmd::{LEVEL, compress_all, decompress_all, pair};
 
 fn name(context_takeover: bool) -> &'static str {
     if context_takeover {
@@ -39,8 +39,8 @@ fn deflate(c: &mut Criterion) {
     let wires: Vec<_> = [true, false]
         .map(|takeover| {
             let mut wire = Vec::new();
-            let compressed = compress_all(pair(takeover).0.as_mut(), &msgs, Some(&mut wire));
-            decompress_all(pair(takeover).1.as_mut(), &wire, Some(&msgs));
+            let compressed = compress_all(pair(takeover, LEVEL).0.as_mut(), &msgs, Some(&mut wire));
+            decompress_all(pair(takeover, LEVEL).1.as_mut(), &wire, Some(&msgs));
             eprintln!(
                 "deflate corpus, {}: {} messages, {raw} bytes -> {compressed} bytes, ratio {:.4}",
                 name(takeover),
@@ -58,7 +58,7 @@ fn deflate(c: &mut Criterion) {
     for takeover in [true, false] {
         g.bench_function(name(takeover), |b| {
             b.iter_batched(
-                || pair(takeover).0,
+                || pair(takeover, LEVEL).0,
                 |mut ext| black_box(compress_all(ext.as_mut(), &msgs, None)),
                 BatchSize::PerIteration,
             )
@@ -73,7 +73,7 @@ fn deflate(c: &mut Criterion) {
     for (takeover, wire) in &wires {
         g.bench_function(name(*takeover), |b| {
             b.iter_batched(
-                || pair(*takeover).1,
+                || pair(*takeover, LEVEL).1,
                 |mut ext| black_box(decompress_all(ext.as_mut(), wire, None)),
                 BatchSize::PerIteration,
             )

@@ -9,9 +9,10 @@
 //! ```
 //!
 //! `write FILE [COUNT] [SEED]` writes the corpus (one message a line) of
-//! `benches/support/chat_corpus.rs`. `measure FILE [REPS]` reads it back and
-//! prints one JSON object a line for each case: the messages go through the
-//! negotiated extension (level 6, window 15, threshold 0), each pass with a
+//! `benches/support/chat_corpus.rs`. `measure FILE [REPS] [LEVEL]` reads it
+//! back and prints one JSON object a line for each case: the messages go
+//! through the negotiated extension (level 6 unless given, window 15,
+//! threshold 0), each pass with a
 //! fresh codec pair after 3 passes of warm-up, and the figures are the
 //! median, fastest and slowest of `REPS` passes. MB/s is 10^6 bytes of
 //! uncompressed text a second, in both directions; ratio is compressed bytes
@@ -35,8 +36,8 @@ const WARMUP: usize = 3;
 
 /// flate2 (zlib-rs) alone, with the same settings: the floor under the
 /// extension's own costs.
-fn raw_flate2(msgs: &[Vec<u8>], no_context_takeover: bool) -> usize {
-    let mut c = Compress::new_with_window_bits(Compression::new(6), false, 15);
+fn raw_flate2(msgs: &[Vec<u8>], no_context_takeover: bool, level: u32) -> usize {
+    let mut c = Compress::new_with_window_bits(Compression::new(level), false, 15);
     let mut out = Vec::with_capacity(64 * 1024);
     let mut total = 0;
     for m in msgs {
@@ -132,6 +133,7 @@ fn time(reps: usize, bytes: usize, mut f: impl FnMut()) -> Stats {
 
 /// The sizes behind one line of output.
 struct Sizes {
+    level: u32,
     messages: usize,
     raw: usize,
     compressed: usize,
@@ -148,9 +150,10 @@ fn line(case: &str, takeover: bool, z: &Sizes, s: &Stats, extra: &str) {
     println!(
         "{{\"impl\":\"weft\",\"case\":\"{case}\",\"context_takeover\":{takeover},\"messages\":{},\
          \"bytes_in\":{bytes_in},\"bytes_out\":{bytes_out},\"ratio\":{:.4},\
-         \"reps\":{},\"mbps_median\":{:.2},\"mbps_min\":{:.2},\"mbps_max\":{:.2}{extra}}}",
+         \"level\":{},\"reps\":{},\"mbps_median\":{:.2},\"mbps_min\":{:.2},\"mbps_max\":{:.2}{extra}}}",
         z.messages,
         z.compressed as f64 / z.raw as f64,
+        z.level,
         s.reps,
         s.median,
         s.min,
@@ -158,39 +161,40 @@ fn line(case: &str, takeover: bool, z: &Sizes, s: &Stats, extra: &str) {
     );
 }
 
-fn measure(path: &str, reps: usize) {
+fn measure(path: &str, reps: usize, level: u32) {
     let text = std::fs::read_to_string(path).unwrap();
     let msgs: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
     let raw: usize = msgs.iter().map(Vec::len).sum();
     for takeover in [true, false] {
         let nct = !takeover;
         let mut wire = Vec::new();
-        let (mut s, _) = pair(takeover);
+        let (mut s, _) = pair(takeover, level);
         let compressed = compress_all(s.as_mut(), &msgs, Some(&mut wire));
-        let (_, mut c) = pair(takeover);
+        let (_, mut c) = pair(takeover, level);
         decompress_all(c.as_mut(), &wire, Some(&msgs));
         let sizes = Sizes {
+            level,
             messages: msgs.len(),
             raw,
             compressed,
         };
 
         let st = time(reps, raw, || {
-            let (mut s, _) = pair(takeover);
+            let (mut s, _) = pair(takeover, level);
             black_box(compress_all(s.as_mut(), &msgs, None));
         });
         let extra = format!(",\"wire_fnv\":\"{:016x}\"", fnv(&wire));
         line("compress", takeover, &sizes, &st, &extra);
 
         let st = time(reps, raw, || {
-            let (_, mut c) = pair(takeover);
+            let (_, mut c) = pair(takeover, level);
             black_box(decompress_all(c.as_mut(), &wire, None));
         });
         line("decompress", takeover, &sizes, &st, "");
 
-        let flate = raw_flate2(&msgs, nct);
+        let flate = raw_flate2(&msgs, nct, level);
         let st = time(reps, raw, || {
-            black_box(raw_flate2(&msgs, nct));
+            black_box(raw_flate2(&msgs, nct, level));
         });
         line(
             "compress_flate2_only",
@@ -223,10 +227,11 @@ fn main() {
         }
         Some("measure") if args.len() >= 2 => {
             let reps = args.get(2).map_or(15, |s| s.parse().unwrap());
-            measure(&args[1], reps.max(1));
+            let level = args.get(3).map_or(pmd::LEVEL, |s| s.parse::<u32>().unwrap().min(9));
+            measure(&args[1], reps.max(1), level);
         }
         _ => {
-            eprintln!("usage: deflate_corpus write FILE [COUNT] [SEED] | measure FILE [REPS]");
+            eprintln!("usage: deflate_corpus write FILE [COUNT] [SEED] | measure FILE [REPS] [LEVEL]");
             std::process::exit(2);
         }
     }

@@ -12,21 +12,25 @@ use weft_proto::message::DataKind;
 /// The message size limit of `Config::default()`.
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// The settings measured: level 6, window 15 both ways, threshold 0 (every
-/// message compressed), context takeover on or off in both directions.
-pub(crate) fn config(context_takeover: bool) -> DeflateConfig {
+/// The level measured unless another is asked for: weft's default (and
+/// zlib's).
+pub(crate) const LEVEL: u32 = 6;
+
+/// The settings measured: window 15 both ways, threshold 0 (every message
+/// compressed), context takeover on or off in both directions.
+pub(crate) fn config(context_takeover: bool, level: u32) -> DeflateConfig {
     DeflateConfig::default()
         .no_context_takeover(!context_takeover)
         .server_max_window_bits(15)
         .client_max_window_bits(15)
-        .level(6)
+        .level(level)
         .threshold(0)
 }
 
 /// The server's and the client's codec for one connection, negotiated.
-pub(crate) fn pair(context_takeover: bool) -> (Box<dyn Extension>, Box<dyn Extension>) {
-    let client = PerMessageDeflate::new(config(context_takeover));
-    let server = PerMessageDeflate::new(config(context_takeover));
+pub(crate) fn pair(context_takeover: bool, level: u32) -> (Box<dyn Extension>, Box<dyn Extension>) {
+    let client = PerMessageDeflate::new(config(context_takeover, level));
+    let server = PerMessageDeflate::new(config(context_takeover, level));
     let offers = client.offers();
     let refs: Vec<_> = offers.iter().collect();
     let (response, server_ext) = ServerExtension::negotiate(&server, &refs).expect("the server accepts");
