@@ -69,7 +69,7 @@ fn deflate(c: &mut Criterion) {
     let mut g = c.benchmark_group("deflate/decompress");
     g.throughput(Throughput::Bytes(raw as u64))
         .sample_size(20)
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(6));
     for (takeover, wire) in &wires {
         g.bench_function(name(*takeover), |b| {
             b.iter_batched(
