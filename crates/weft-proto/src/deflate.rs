@@ -36,7 +36,10 @@ use crate::message::DataKind;
 pub const NAME: &str = "permessage-deflate";
 
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// The most output room one compression or decompression step asks for.
 const CHUNK: usize = 32 * 1024;
+/// The least output room one decompression step asks for.
+const MIN_STEP: usize = 256;
 
 /// What this side asks for, or accepts, in negotiation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -404,10 +407,14 @@ fn inflate_into(
         code: CloseCode::MESSAGE_TOO_BIG,
         reason: "message too big after inflating",
     };
+    // Output room a step: a guess from the input's size (small messages then
+    // cost no more than they need to be zeroed), doubling while the output
+    // fills, never more than `CHUNK`.
+    let mut step = input.len().saturating_mul(4).clamp(MIN_STEP, CHUNK);
     loop {
         let start = out.len();
         // One byte past the limit shows that the limit was passed.
-        let room = (max_len + 1).saturating_sub(start).min(CHUNK);
+        let room = (max_len + 1).saturating_sub(start).min(step);
         if room == 0 {
             return Err(too_big);
         }
@@ -454,6 +461,7 @@ fn inflate_into(
                         reason: "compressed data makes no progress",
                     });
                 }
+                step = (step * 2).min(CHUNK);
             }
         }
     }
@@ -474,9 +482,15 @@ fn end_message(out: &mut BytesMut, start: usize) {
 
 /// Compress `input` with `c` and a sync flush, appending to `out`.
 fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
+    // Output room a step: a message that does not compress at all fits in
+    // about its own size plus 64 bytes (zlib's stored blocks and the flush
+    // cost 5 bytes each), so a small message zeroes no more than that; the
+    // room doubles while the output fills, up to `CHUNK`, and a large message
+    // gets half its size at once.
+    let mut floor = input.len().min(CHUNK) + 64;
     loop {
         let start = out.len();
-        let room = CHUNK.max(input.len() / 2 + 64);
+        let room = floor.max(input.len() / 2 + 64);
         out.resize(start + room, 0);
         let (in0, out0) = (c.total_in(), c.total_out());
         let r = c.compress(input, &mut out[start..], FlushCompress::Sync);
@@ -494,6 +508,7 @@ fn deflate_into(c: &mut Compress, mut input: &[u8], out: &mut BytesMut) -> Resul
         if input.is_empty() && produced < room {
             return Ok(());
         }
+        floor = (floor * 2).min(CHUNK).max(floor);
     }
 }
 
@@ -816,6 +831,33 @@ mod tests {
                     assert_eq!(roundtrip(s.as_mut(), c.as_mut(), &text), text, "bits {bits} nct {nct}");
                     assert_eq!(roundtrip(c.as_mut(), s.as_mut(), &text[..100]), &text[..100]);
                     assert_eq!(roundtrip(c.as_mut(), s.as_mut(), b""), b"");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rfc7692_7_2_round_trip_sizes_around_the_output_steps() {
+        // Output room is asked for in steps sized from the input: messages
+        // of every size near the steps, incompressible or not, come back whole.
+        let mut x: u32 = 0x2545_f491;
+        let noise: Vec<u8> = (0..70_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let same = vec![b'a'; 70_000];
+        let sizes = (0..700).chain([1000, 4000, CHUNK - 70, CHUNK, CHUNK + 70, 65_536, 70_000]);
+        for nct in [false, true] {
+            let cfg = DeflateConfig::default().no_context_takeover(nct).threshold(0);
+            let (mut s, mut c) = pair(cfg.clone(), cfg);
+            for len in sizes.clone() {
+                for data in [&noise[..len], &same[..len]] {
+                    assert_eq!(roundtrip(s.as_mut(), c.as_mut(), data), data, "len {len} nct {nct}");
+                    assert_eq!(roundtrip(c.as_mut(), s.as_mut(), data), data, "len {len} nct {nct}");
                 }
             }
         }
