@@ -414,11 +414,11 @@ fn inflate_into(
     loop {
         let start = out.len();
         // One byte past the limit shows that the limit was passed.
-        let room = (max_len + 1).saturating_sub(start).min(step);
+        let room = (max_len.saturating_add(1)).saturating_sub(start).min(step);
         if room == 0 {
             return Err(too_big);
         }
-        grow_within(out, start + room, max_len + 1);
+        grow_within(out, start + room, max_len.saturating_add(1));
         out.resize(start + room, 0);
         let (in0, out0) = (d.total_in(), d.total_out());
         let status = d.decompress(input, &mut out[start..], FlushDecompress::Sync);
@@ -567,10 +567,18 @@ impl Extension for Deflate {
         self.deflate(payload, out)?;
         if fin {
             end_message(out, 0);
-            if self.reset_compress
+            // A whole message that did not shrink (already compressed or
+            // random data) goes out as it is. The compressor has seen it, so
+            // it starts afresh: the peer's window will not hold this message.
+            let grew = first && out.len() >= payload.len();
+            if (self.reset_compress || grew)
                 && let Some(c) = self.compress.as_mut()
             {
                 c.reset();
+            }
+            if grew {
+                out.clear();
+                return Ok(Encoded::Unchanged);
             }
         }
         Ok(Encoded::Transformed { rsv: RSV1 })
@@ -859,6 +867,41 @@ mod tests {
                     assert_eq!(roundtrip(s.as_mut(), c.as_mut(), data), data, "len {len} nct {nct}");
                     assert_eq!(roundtrip(c.as_mut(), s.as_mut(), data), data, "len {len} nct {nct}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_that_does_not_shrink_is_sent_as_it_is() {
+        // Random bytes grow when deflated: the message goes out unchanged
+        // (RSV1 clear), and the messages after it still decode, with context
+        // takeover (the compressor restarted) and without.
+        let mut x: u32 = 0x9e37_79b9;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        let text = b"a compressible message, a compressible message, a compressible message".repeat(20);
+        for nct in [false, true] {
+            let cfg = DeflateConfig::default().no_context_takeover(nct);
+            let (mut s, mut c) = pair(cfg.clone(), cfg);
+            assert_eq!(roundtrip(s.as_mut(), c.as_mut(), &text), text);
+            let mut out = BytesMut::new();
+            let encoded = s.encode(DataKind::Binary, &noise, true, true, &mut out).unwrap();
+            assert!(matches!(encoded, Encoded::Unchanged), "nct {nct}: {encoded:?}");
+            assert!(out.is_empty());
+            for _ in 0..3 {
+                let mut out = BytesMut::new();
+                let encoded = s.encode(DataKind::Text, &text, true, true, &mut out).unwrap();
+                assert!(matches!(encoded, Encoded::Transformed { .. }), "nct {nct}");
+                assert!(out.len() < text.len() / 4, "nct {nct}: {} bytes", out.len());
+                let mut back = BytesMut::new();
+                c.decode(RSV1, &out, true, &mut back, usize::MAX).unwrap();
+                assert_eq!(&back[..], &text[..], "nct {nct}");
             }
         }
     }

@@ -164,9 +164,12 @@ fn a_message_of_max_frame_size_is_received_although_compression_made_it_larger()
     let cfg = DeflateConfig::default().threshold(0);
     let (mut s, mut c, _) = handshake_with(cfg.clone(), cfg, true, Config::default().max_frame_size(1000));
     let data = noise(1000);
-    c.send_binary(data.clone()).unwrap();
+    // A message sent whole would go out uncompressed once deflate made it
+    // larger; the first fragment of one sent in pieces is always compressed.
+    c.send_fragment(DataKind::Binary, data.clone(), false).unwrap();
     let wire = c.buffered_amount() - 2 - 2 - 4; // header, extended length, mask
     assert!(wire > 1000, "random data should not compress: {wire} bytes");
+    c.send_fragment(DataKind::Binary, Bytes::new(), true).unwrap();
     assert_eq!(pump(&mut c, &mut s), vec![Event::Message(Message::Binary(data.into()))]);
 }
 
@@ -174,7 +177,7 @@ fn a_message_of_max_frame_size_is_received_although_compression_made_it_larger()
 fn a_compressed_frame_well_over_max_frame_size_is_1009() {
     let cfg = DeflateConfig::default().threshold(0);
     let (mut s, mut c, _) = handshake_with(cfg.clone(), cfg, true, Config::default().max_frame_size(1000));
-    c.send_binary(noise(2000)).unwrap();
+    c.send_fragment(DataKind::Binary, noise(2000), false).unwrap();
     s.receive_data(&c.take_transmit());
     let err = s.poll_event().unwrap_err();
     assert!(
