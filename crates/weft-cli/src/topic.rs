@@ -114,6 +114,7 @@ where
     let stopped = shutdown.changed();
     tokio::pin!(stopped);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut published = 0usize;
     loop {
         tokio::select! {
             msg = ws.recv() => match msg {
@@ -123,6 +124,18 @@ where
                         let close = ws.close(CloseCode::TRY_AGAIN_LATER, "message not delivered: hub unavailable");
                         let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
                         break;
+                    }
+                    // A publish wakes every subscriber, and messages already
+                    // read are published without touching the socket (so
+                    // without using up the task's scheduling budget): after
+                    // BATCH of them, let the subscribers write (each takes up
+                    // to BATCH frames at a time), or a fast publisher keeps
+                    // the thread and every subscriber is evicted as stalled.
+                    // The publisher's reads slow down instead, and TCP pushes
+                    // back on it.
+                    published += 1;
+                    if published % BATCH == 0 {
+                        tokio::task::yield_now().await;
                     }
                 }
                 Some(Err(e)) => {
