@@ -134,7 +134,7 @@ where
                     // The publisher's reads slow down instead, and TCP pushes
                     // back on it.
                     published += 1;
-                    if published % BATCH == 0 {
+                    if published.is_multiple_of(BATCH) {
                         tokio::task::yield_now().await;
                     }
                 }
