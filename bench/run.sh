@@ -23,7 +23,7 @@ DURATION=${DURATION:-5}        # seconds measured per echo point
 WARMUP=${WARMUP:-1}            # seconds of traffic before measuring
 HOLD=${HOLD:-3}                # seconds the idle connections are held
 SCENARIOS=${SCENARIOS:-"a b c d e h"}
-SERVERS=${SERVERS:-"weft tungstenite fastwebsockets tokio-websockets sockudo ws"}
+SERVERS=${SERVERS:-"weft tungstenite fastwebsockets tokio-websockets sockudo ws uws"}
 LOAD_MAX=${LOAD_MAX:-1.5}      # wait for the 1-minute load average to drop below this...
 LOAD_WAIT=${LOAD_WAIT:-300}    # ...for at most this many seconds before each point,
 LOAD_BUDGET=${LOAD_BUDGET:-900} # and this many in all (on a shared machine the load may never drop)
@@ -111,6 +111,7 @@ start_server() {
     tokio-websockets) taskset -c "$SERVER_CORE" "$PEERS/tokio_websockets_echo" "$port" 2>>"$log" & URL=ws://127.0.0.1:$port/ ;;
     sockudo) taskset -c "$SERVER_CORE" "$PEERS/sockudo_echo" "$port" 2>>"$log" & URL=ws://127.0.0.1:$port/ ;;
     ws) taskset -c "$SERVER_CORE" node bench/peers/ws_echo.mjs "$port" 2>>"$log" & URL=ws://127.0.0.1:$port/ ;;
+    uws) taskset -c "$SERVER_CORE" node bench/peers/uws_echo.mjs "$port" 2>>"$log" & URL=ws://127.0.0.1:$port/ ;;
     *) echo "unknown server $name" >&2; exit 2 ;;
   esac
   SERVER_PID=$!

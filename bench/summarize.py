@@ -17,6 +17,7 @@ NAMES = {
     "tokio-websockets": "tokio-websockets 0.13",
     "sockudo": "sockudo-ws 3.1",
     "ws": "Node ws 8",
+    "uws": "uWebSockets.js 20.30 (C++ core)",
 }
 TITLES = {
     "a": "a: 100 connections, 1 in flight, 32 B text",

@@ -26,6 +26,8 @@ use tokio::net::TcpStream;
 use weft::WsUrl;
 use weft::proto::{ClientExtension, ClientHandshake, ClientRequest, FrameHeader, HandshakeLimits, Opcode};
 
+mod fanout;
+
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Mode {
@@ -37,6 +39,12 @@ enum Mode {
     /// Open --connections connections and hold them idle for --hold seconds;
     /// with --server-pid, report the server's memory per connection.
     Idle,
+    /// Pub/sub fan-out: --connections subscribers of the URL's topic (a
+    /// pub/sub endpoint such as `weft serve`'s /topic/NAME) and one
+    /// publisher sending --size-byte binary messages at --rate per second
+    /// (default 100) for --duration seconds or --messages messages:
+    /// deliveries per second, delivery latency, deliveries lost.
+    Fanout,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,9 +66,20 @@ pub(crate) struct BenchArgs {
     in_flight: usize,
 
     /// Send at this total rate in messages per second instead (open loop,
-    /// latency measured from when each message was due).
+    /// latency measured from when each message was due). In fanout mode, the
+    /// publisher's rate (default 100).
     #[arg(long, value_name = "MSGS_PER_SEC")]
     rate: Option<f64>,
+
+    /// Messages the publisher sends (fanout mode; default: --rate ×
+    /// --duration).
+    #[arg(long, value_name = "N")]
+    messages: Option<u64>,
+
+    /// Seconds between the last subscriber opening and the first message
+    /// (fanout mode), for the server to finish subscribing them.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    settle: f64,
 
     /// Message size in bytes.
     #[arg(short = 's', long, default_value_t = 32, value_name = "BYTES")]
@@ -532,6 +551,7 @@ async fn bench(args: BenchArgs, url: WsUrl) -> ExitCode {
         Mode::Echo => echo(args, url, tls, shared).await,
         Mode::Handshake => handshakes(args, url, tls, shared).await,
         Mode::Idle => idle(args, url, tls, shared).await,
+        Mode::Fanout => fanout::fanout(args, url, tls, shared).await,
     }
 }
 
@@ -640,7 +660,7 @@ async fn echo(
         (Some(a), Some(b)) => Some((b - a) / elapsed),
         _ => None,
     };
-    report(&args, &shared, opened, elapsed, server_cpu, None)
+    report(&args, &shared, opened, elapsed, server_cpu, None, None)
 }
 
 async fn handshakes(
@@ -691,7 +711,7 @@ async fn handshakes(
         (Some(a), Some(b)) => Some((b - a) / elapsed),
         _ => None,
     };
-    report(&args, &shared, opened, elapsed, server_cpu, None)
+    report(&args, &shared, opened, elapsed, server_cpu, None, None)
 }
 
 async fn close_all(conns: Vec<(Box<dyn Io>, BytesMut)>) {
@@ -742,6 +762,7 @@ async fn idle(
         args.hold,
         None,
         per_conn.map(|p| (p, before.unwrap_or(0), after.unwrap_or(0))),
+        None,
     )
 }
 
@@ -763,6 +784,7 @@ fn report(
     elapsed: f64,
     server_cpu: Option<f64>,
     memory: Option<(f64, u64, u64)>,
+    fanout: Option<&fanout::FanoutStats>,
 ) -> ExitCode {
     let h = shared.latency.lock().map(|h| h.clone()).ok();
     let messages = shared.messages.load(Ordering::Relaxed);
@@ -786,7 +808,7 @@ fn report(
             args.url,
             args.in_flight,
             args.size,
-            args.binary,
+            args.binary || args.mode == Mode::Fanout,
             args.compression,
             bytes as f64 / elapsed / 1e6,
             pct(0.5),
@@ -800,6 +822,26 @@ fn report(
                 ",\"server_cpu\":{cpu:.4},\"msgs_per_server_cpu_sec\":{:.1}",
                 rate / cpu.max(1e-9)
             );
+        }
+        if let Some(f) = fanout {
+            let _ = write!(
+                j,
+                ",\"fanout\":{{\"subscribers\":{},\"rate\":{:.1},\"published\":{},\"publish_seconds\":{:.3},\"expected\":{},\"delivered\":{},\"lost\":{},\"lost_closed\":{},\"lost_open\":{},\"closed_subscribers\":{}",
+                f.subscribers,
+                f.rate,
+                f.published,
+                f.publish_seconds,
+                f.expected,
+                f.delivered,
+                f.expected.saturating_sub(f.delivered),
+                f.lost_closed,
+                f.lost_open,
+                f.closed
+            );
+            if let Some(c) = f.client_cpu {
+                let _ = write!(j, ",\"client_cpu\":{c:.4}");
+            }
+            let _ = write!(j, "}}");
         }
         if let Some((per, before, after)) = memory {
             let _ = write!(
@@ -836,6 +878,28 @@ fn report(
                 );
             }
             Mode::Idle => {}
+            Mode::Fanout => {
+                if let Some(f) = fanout {
+                    let _ = writeln!(
+                        out,
+                        "  {} messages of {} B published in {:.1} s (asked {:.0}/s) to {} subscribers",
+                        f.published, args.size, f.publish_seconds, f.rate, f.subscribers
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  {} of {} deliveries in {elapsed:.1} s: {rate:.0} deliveries/s; lost {} ({} at {} subscribers the server closed, {} at open ones)",
+                        f.delivered,
+                        f.expected,
+                        f.expected.saturating_sub(f.delivered),
+                        f.lost_closed,
+                        f.closed,
+                        f.lost_open
+                    );
+                    if let Some(c) = f.client_cpu {
+                        let _ = writeln!(out, "  load generator CPU: {:.0}% of a core", c * 100.0);
+                    }
+                }
+            }
         }
         if args.mode != Mode::Idle {
             let _ = writeln!(
@@ -850,13 +914,18 @@ fn report(
         if let Some(cpu) = server_cpu {
             let _ = writeln!(
                 out,
-                "  server CPU: {:.0}% of a core; {:.0} msgs per server CPU second",
+                "  server CPU: {:.0}% of a core; {:.0} {} per server CPU second",
                 cpu * 100.0,
                 if args.mode == Mode::Handshake {
                     opened as f64 / elapsed
                 } else {
                     rate
-                } / cpu.max(1e-9)
+                } / cpu.max(1e-9),
+                if args.mode == Mode::Fanout {
+                    "deliveries"
+                } else {
+                    "msgs"
+                }
             );
         }
         if let Some((per, before, after)) = memory {

@@ -65,7 +65,7 @@ pub(crate) struct ChatOptions {
     /// Accept permessage-deflate (answering with server_no_context_takeover).
     pub(crate) compression: bool,
     /// Socket settings: the server's (write buffer, write timeout, keepalive);
-    /// message and frame sizes are capped at [`CHAT_MAX_MESSAGE`].
+    /// message and frame sizes are capped at [`HUB_MAX_MESSAGE`].
     pub(crate) config: weft::Config,
 }
 
@@ -93,9 +93,18 @@ pub(crate) fn build_hub(redis: Option<&str>) -> Result<Hub, String> {
     }
 }
 
-/// Chat messages are short: a member's message and frame sizes are capped here
-/// even when the server allows larger echo messages.
-const CHAT_MAX_MESSAGE: usize = 64 * 1024;
+/// Hub messages are short: a chat member's or topic subscriber's message and
+/// frame sizes are capped here even when the server allows larger echo
+/// messages.
+pub(crate) const HUB_MAX_MESSAGE: usize = 64 * 1024;
+
+/// The server's socket settings with messages and frames capped at
+/// [`HUB_MAX_MESSAGE`] (a larger one closes the socket with 1009).
+pub(crate) fn hub_socket_config(mut config: weft::Config) -> weft::Config {
+    config.protocol.max_message_size = config.protocol.max_message_size.min(HUB_MAX_MESSAGE);
+    config.protocol.max_frame_size = config.protocol.max_frame_size.min(HUB_MAX_MESSAGE);
+    config
+}
 
 /// The chat routes, to merge into the server's router. Connections close with
 /// 1001 when `shutdown` turns true, and are tracked by `tracker`; `options`
@@ -107,9 +116,7 @@ pub(crate) fn router(
     admission: std::sync::Arc<crate::serve::Admission>,
     options: ChatOptions,
 ) -> Router {
-    let mut config = options.config;
-    config.protocol.max_message_size = config.protocol.max_message_size.min(CHAT_MAX_MESSAGE);
-    config.protocol.max_frame_size = config.protocol.max_frame_size.min(CHAT_MAX_MESSAGE);
+    let config = hub_socket_config(options.config);
     let extensions: Vec<std::sync::Arc<dyn ServerExtension>> = if options.compression {
         vec![std::sync::Arc::new(PerMessageDeflate::new(
             DeflateConfig::default().server_no_context_takeover(true),
@@ -171,7 +178,9 @@ fn json_str(s: &str) -> String {
     out
 }
 
-fn valid_room(room: &str) -> bool {
+/// Whether `room` is a valid room (or topic) name: 1 to 64 of
+/// `A-Z a-z 0-9 _ -`.
+pub(crate) fn valid_room(room: &str) -> bool {
     !room.is_empty()
         && room.len() <= MAX_ROOM
         && room

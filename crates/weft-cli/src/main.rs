@@ -13,6 +13,7 @@ mod chat;
 mod connect;
 mod ratelog;
 mod serve;
+mod topic;
 
 /// jemalloc, whose background thread returns memory freed after a burst of
 /// connections (say, thousands of half-open handshakes) to the system within
@@ -31,7 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the demo page at / and a WebSocket echo endpoint at /echo.
+    /// Serve the demo page at /, a WebSocket echo endpoint at /echo, the chat
+    /// at /chat (rooms at /chat/{room}) and pub/sub at /topic/{name} (every
+    /// message a subscriber sends reaches every subscriber, itself included).
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: lines you type are sent, messages are printed.
     Connect(connect::ConnectArgs),

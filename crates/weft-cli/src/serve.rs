@@ -1,5 +1,6 @@
-//! `weft serve`: the demo page, `/echo`, `/healthz`, over HTTP or HTTPS, with
-//! bounded resources and an admission policy.
+//! `weft serve`: the demo page, `/echo`, `/healthz`, the chat and the
+//! `/topic/{name}` pub/sub endpoint, over HTTP or HTTPS, with bounded
+//! resources and an admission policy.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -113,7 +114,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     shutdown_timeout: u64,
 
-    /// Share the chat rooms with other `weft serve` processes through the
+    /// Share the chat rooms and topics with other `weft serve` processes through the
     /// Redis server at URL (e.g. redis://127.0.0.1:6379); in-process otherwise.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
@@ -273,13 +274,21 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         compression: !args.no_compression,
         config: config.clone(),
     };
-    let app = router(state).merge(crate::chat::router(
-        hub,
-        stop_rx.clone(),
-        tracker.clone(),
-        admission,
-        chat,
-    ));
+    let app = router(state)
+        .merge(crate::chat::router(
+            hub.clone(),
+            stop_rx.clone(),
+            tracker.clone(),
+            admission.clone(),
+            chat,
+        ))
+        .merge(crate::topic::router(
+            hub,
+            stop_rx.clone(),
+            tracker.clone(),
+            admission,
+            config.clone(),
+        ));
     let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
 
     let mut stop = stop_rx.clone();
