@@ -590,11 +590,13 @@ impl Connection {
                         let p = Bytes::copy_from_slice(&self.rbuf[..remaining]);
                         self.rbuf.advance(remaining);
                         p
-                    } else if remaining == self.rbuf.len() {
-                        // The whole buffer: handed over without sharing it
-                        // (no reference-counted header to allocate).
-                        std::mem::take(&mut self.rbuf).freeze()
                     } else {
+                        // Split off, not handed over whole: the receive
+                        // buffer keeps its handle on the allocation, so that
+                        // once the application drops the message the next
+                        // large one is read into the same memory (already
+                        // faulted in) instead of a fresh allocation that
+                        // grows by reallocation.
                         self.rbuf.split_to(remaining).freeze()
                     };
                     self.rstate = ReadState::Header;
@@ -1109,6 +1111,14 @@ impl Connection {
         if self.rbuf.is_empty() && matches!(self.rstate, ReadState::Header) {
             self.rbuf = BytesMut::new();
         }
+        self.release_buffers_but_receive();
+    }
+
+    /// [`release_buffers`](Self::release_buffers), except the receive buffer:
+    /// for a driver that expects another large message soon and wants it read
+    /// into the memory the last one used (see
+    /// [`read_buffer_mut`](Self::read_buffer_mut) and `BytesMut::try_reclaim`).
+    pub fn release_buffers_but_receive(&mut self) {
         if self.out.len == 0 {
             self.out.tail = BytesMut::new();
         }

@@ -1446,3 +1446,42 @@ fn byte_at_a_time_gives_the_same_events() {
         ]
     );
 }
+
+// ----- buffers -------------------------------------------------------------------------
+
+/// A large message is split off the receive buffer, which keeps its handle on
+/// the allocation: once the application drops the message, the next one can
+/// be read into the same memory without allocating; while the application
+/// holds it, the memory is never reclaimed under it.
+#[test]
+fn buffers_large_message_memory_is_reused_once_dropped() {
+    let mut s = server();
+    let frame = RawFrame::binary(vec![7u8; 300 * 1024]).encode();
+    let receive = |s: &mut Connection| -> Bytes {
+        match s.poll_event().unwrap() {
+            Some(Event::Message(Message::Binary(b))) => b,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    s.read_buffer_mut().extend_from_slice(&frame);
+    let first = receive(&mut s);
+    assert_eq!(first.len(), 300 * 1024);
+    let at = first.as_ptr();
+
+    // Held by the application: not reclaimable.
+    assert!(!s.read_buffer_mut().try_reclaim(frame.len()));
+    drop(first);
+    // Released by the application; an idle driver that keeps the receive
+    // buffer still has it.
+    s.release_buffers_but_receive();
+    assert!(s.read_buffer_mut().try_reclaim(frame.len()));
+    s.read_buffer_mut().extend_from_slice(&frame);
+    let second = receive(&mut s);
+    assert_eq!(second.as_ptr(), at, "the second message reuses the first one's memory");
+    assert!(second.iter().all(|&b| b == 7));
+    drop(second);
+
+    // release_buffers lets go of it.
+    s.release_buffers();
+    assert!(!s.read_buffer_mut().try_reclaim(frame.len()));
+}

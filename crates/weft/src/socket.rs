@@ -33,6 +33,14 @@ const SCRATCH_SIZE: usize = 8192;
 /// Payload of the pings the keepalive sends.
 const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
 
+/// A message at least this large keeps its receive buffer alive for
+/// [`LINGER`] while the socket is idle, so that the next large message is
+/// read into the same memory.
+const LINGER_FROM: usize = 256 * 1024;
+
+/// How long after the last large message its receive buffer is kept.
+const LINGER: Duration = Duration::from_secs(1);
+
 pin_project_lite::pin_project! {
     /// The keepalive's state with its timer, in one allocation.
     struct KeepaliveTimer {
@@ -43,6 +51,19 @@ pin_project_lite::pin_project! {
         saw_data: bool,
         // A keepalive ping is out and unanswered.
         awaiting: bool,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Keeps the receive buffer of large messages for a while (see
+    /// [`LINGER`]): a stream of 16 MiB messages then costs one buffer, reused,
+    /// instead of a fresh allocation per message that the allocator has to
+    /// map and the kernel to fault in again.
+    struct Linger {
+        #[pin]
+        sleep: Sleep,
+        // When the last large message arrived.
+        last: Instant,
     }
 }
 
@@ -64,6 +85,8 @@ pub(crate) struct Inner<S> {
     write_timeout: Option<Duration>,
     close_timeout: Duration,
     keepalive: Option<Pin<Box<KeepaliveTimer>>>,
+    /// Set while the receive buffer of a large message is kept.
+    linger: Option<Pin<Box<Linger>>>,
     /// Armed while a write makes no progress, or once closing begins.
     deadline: Option<Pin<Box<Sleep>>>,
     deadline_is_close: bool,
@@ -98,6 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     awaiting: false,
                 })
             }),
+            linger: None,
             deadline: None,
             deadline_is_close: false,
             done: false,
@@ -198,7 +222,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // close frame it queued is written and the transport is shut down.
             if let Ok(Some(ev)) = self.conn.poll_event() {
                 match &ev {
-                    Event::Message(m) => self.expect = m.len(),
+                    Event::Message(m) => {
+                        self.expect = m.len();
+                        if m.len() >= LINGER_FROM {
+                            self.note_large_message();
+                        }
+                    }
                     Event::Close(f) => self.peer_close = f.clone().map(Box::new),
                     _ => {}
                 }
@@ -256,7 +285,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 let buf = self.conn.read_buffer_mut();
                 // Between messages, expect one the size of the last.
                 let expect = if buf.is_empty() { hint.max(self.expect) } else { hint };
-                let res = if buf.is_empty() && buf.capacity() < self.read_size && expect <= SCRATCH_SIZE {
+                // Room for what is expected and a little more: a read that
+                // does not fill the buffer tells the runtime that the socket
+                // is drained, which saves a read that would only say "would
+                // block".
+                let want = expect.clamp(self.read_size, 1 << 20) + self.read_size;
+                let scratch = buf.is_empty()
+                    && if expect <= SCRATCH_SIZE {
+                        buf.capacity() < self.read_size
+                    } else {
+                        // A large message is expected: read into the memory
+                        // of the last one if the application has let go of
+                        // it; if not, allocate only once bytes arrive.
+                        buf.capacity() < want && !buf.try_reclaim(want)
+                    };
+                let res = if scratch {
                     // No buffer (it is released whenever the socket has
                     // nothing to read): read into the stack and keep only
                     // what arrived, so that a small message costs a small
@@ -272,12 +315,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                         Poll::Pending => Poll::Pending,
                     }
                 } else {
-                    // Room for what is expected and a little more: a read
-                    // that does not fill the buffer tells the runtime that
-                    // the socket is drained, which saves a read that would
-                    // only say "would block".
-                    let want = expect.clamp(self.read_size, 1 << 20) + self.read_size;
-                    if buf.capacity() - buf.len() < want {
+                    // Grow only when the room left holds neither that nor
+                    // the rest of the frame (with the next header): a buffer
+                    // reused for a message of the size it was made for is
+                    // not reallocated at the frame's end.
+                    let spare = buf.capacity() - buf.len();
+                    if spare < want && spare < (hint + 14).max(self.read_size) {
                         buf.reserve(want);
                     }
                     tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
@@ -328,10 +371,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         }
     }
 
+    /// A large message arrived: keep its receive buffer for [`LINGER`].
+    fn note_large_message(&mut self) {
+        let now = Instant::now();
+        match self.linger.as_mut() {
+            Some(l) => *l.as_mut().project().last = now,
+            None => {
+                self.linger = Some(Box::pin(Linger {
+                    sleep: tokio::time::sleep_until(now + LINGER),
+                    last: now,
+                }));
+            }
+        }
+    }
+
+    /// Whether the receive buffer is still kept for another large message
+    /// (the timer's waker is registered while it is).
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(l) = self.linger.as_mut() else {
+            return false;
+        };
+        let mut l = l.as_mut().project();
+        // The timer is armed once per period, not moved per message: when it
+        // fires early, it is set again for what is left.
+        while l.sleep.as_mut().poll(cx).is_ready() {
+            let until = *l.last + LINGER;
+            if until <= Instant::now() {
+                self.linger = None;
+                return false;
+            }
+            l.sleep.as_mut().reset(until);
+        }
+        true
+    }
+
     /// Nothing to read: free idle buffers and run the keepalive.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Event>, Error>> {
         if !self.conn.has_transmit() {
-            self.conn.release_buffers();
+            if self.poll_linger(cx) {
+                self.conn.release_buffers_but_receive();
+            } else {
+                self.conn.release_buffers();
+            }
         }
         let Some(k) = self.keepalive.as_mut() else {
             return Poll::Pending;
