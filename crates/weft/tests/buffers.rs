@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::within;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::sync::mpsc;
 use weft::proto::Role;
 use weft::{Config, Message, WebSocket};
@@ -16,7 +17,7 @@ const SIZE: usize = 1 << 20;
 
 async fn next_binary<S>(ws: &mut WebSocket<S>) -> Bytes
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     match within("a message", ws.recv()).await {
         Some(Ok(Message::Binary(b))) => b,
@@ -24,8 +25,12 @@ where
     }
 }
 
-/// A client that sends a 1 MiB message each time it is told to.
-fn spawn_sender(mut client: WebSocket<tokio::io::DuplexStream>) -> mpsc::Sender<u8> {
+/// A server socket, and a client beside it that sends a 1 MiB message filled
+/// with the byte it is given each time it is given one.
+fn pair() -> (WebSocket<DuplexStream>, mpsc::Sender<u8>) {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let cfg = Config::default();
+    let mut client = WebSocket::from_raw(b, Role::Client, &cfg);
     let (tx, mut rx) = mpsc::channel::<u8>(1);
     tokio::spawn(async move {
         while let Some(fill) = rx.recv().await {
@@ -36,7 +41,16 @@ fn spawn_sender(mut client: WebSocket<tokio::io::DuplexStream>) -> mpsc::Sender<
         }
         let _ = client.close(weft::CloseCode::NORMAL, "").await;
     });
-    tx
+    (WebSocket::from_raw(a, Role::Server, &cfg), tx)
+}
+
+/// Ask for a message filled with `fill` and receive it.
+async fn round(server: &mut WebSocket<DuplexStream>, send: &mpsc::Sender<u8>, fill: u8) -> Bytes {
+    send.send(fill).await.unwrap();
+    let got = next_binary(server).await;
+    assert_eq!(got.len(), SIZE);
+    assert!(got.iter().all(|&b| b == fill));
+    got
 }
 
 /// Messages of a size the allocator maps on its own; each is dropped before
@@ -45,20 +59,12 @@ fn spawn_sender(mut client: WebSocket<tokio::io::DuplexStream>) -> mpsc::Sender<
 /// between would have taken that memory had the socket let go of it.
 #[tokio::test]
 async fn a_large_message_is_read_into_the_memory_of_the_last_one() {
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let cfg = Config::default();
-    let mut server = WebSocket::from_raw(a, Role::Server, &cfg);
-    let send = spawn_sender(WebSocket::from_raw(b, Role::Client, &cfg));
-
-    send.send(1).await.unwrap();
-    let first = next_binary(&mut server).await;
-    assert!(first.iter().all(|&b| b == 1));
+    let (mut server, send) = pair();
+    let first = round(&mut server, &send, 1).await;
     let at = first.as_ptr();
     drop(first);
     let decoy = vec![0u8; SIZE + 64 * 1024];
-    send.send(2).await.unwrap();
-    let second = next_binary(&mut server).await;
-    assert!(second.iter().all(|&b| b == 2));
+    let second = round(&mut server, &send, 2).await;
     assert_eq!(second.as_ptr(), at, "the second message reuses the first one's memory");
     drop(decoy);
 }
@@ -67,13 +73,8 @@ async fn a_large_message_is_read_into_the_memory_of_the_last_one() {
 /// socket holds no memory for the message it once received.
 #[tokio::test]
 async fn the_kept_buffer_is_released_after_a_quiet_second() {
-    let (a, b) = tokio::io::duplex(1 << 16);
-    let cfg = Config::default();
-    let mut server = WebSocket::from_raw(a, Role::Server, &cfg);
-    let send = spawn_sender(WebSocket::from_raw(b, Role::Client, &cfg));
-
-    send.send(1).await.unwrap();
-    let first = next_binary(&mut server).await;
+    let (mut server, send) = pair();
+    let first = round(&mut server, &send, 1).await;
     let at = first.as_ptr();
     drop(first);
     // Keep the server polling (as an application waiting in recv does) while
@@ -82,9 +83,7 @@ async fn the_kept_buffer_is_released_after_a_quiet_second() {
     assert!(idle.is_err(), "nothing was sent");
     // Take the freed memory, if it was freed, before the next message.
     let decoy = vec![0u8; SIZE + 64 * 1024];
-    send.send(2).await.unwrap();
-    let second = next_binary(&mut server).await;
-    assert!(second.iter().all(|&b| b == 2));
+    let second = round(&mut server, &send, 2).await;
     assert_ne!(second.as_ptr(), at, "the buffer was still held after the linger");
     drop(decoy);
 }
