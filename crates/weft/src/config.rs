@@ -29,6 +29,12 @@ pub struct Keepalive {
 /// | `write_timeout` | 30 s | a write that makes no progress this long fails the connection |
 /// | `close_timeout` | 5 s | wait for the peer's close frame / TCP close |
 /// | `keepalive` | off | see [`Keepalive`] |
+///
+/// Buffers are released whenever the socket has nothing to read, so an idle
+/// connection holds none, with one exception: after a message of 256 KiB or
+/// more, the receive buffer is kept for a second after the last such message,
+/// and the next large message is read into the same memory once the
+/// application has dropped the previous one.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
