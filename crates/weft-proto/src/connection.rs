@@ -132,6 +132,12 @@ const COPY_BELOW: usize = 256;
 /// full.
 const READ_RESERVE: usize = 4096;
 
+/// A payload at least this large that fills the receive buffer is split off
+/// it rather than handed over with it, so that the buffer can be reclaimed for
+/// the next message ([`Connection::release_buffers_but_receive`]). Smaller
+/// ones are handed over whole: sharing would cost an allocation per message.
+const SPLIT_FROM: usize = 256 * 1024;
+
 /// A pong is queued only while less than this is waiting to be written, so a
 /// peer that pings and never reads cannot grow the queue.
 const PONG_BACKLOG: usize = 64 * 1024;
@@ -590,13 +596,16 @@ impl Connection {
                         let p = Bytes::copy_from_slice(&self.rbuf[..remaining]);
                         self.rbuf.advance(remaining);
                         p
+                    } else if remaining == self.rbuf.len() && remaining < SPLIT_FROM {
+                        // The whole buffer: handed over without sharing it
+                        // (no reference-counted header to allocate).
+                        std::mem::take(&mut self.rbuf).freeze()
                     } else {
-                        // Split off, not handed over whole: the receive
-                        // buffer keeps its handle on the allocation, so that
-                        // once the application drops the message the next
-                        // large one is read into the same memory (already
-                        // faulted in) instead of a fresh allocation that
-                        // grows by reallocation.
+                        // Split off: the receive buffer keeps its handle on
+                        // the allocation, so that once the application drops
+                        // a large message the next one can be read into the
+                        // same memory (already faulted in) instead of a fresh
+                        // allocation grown by reallocation.
                         self.rbuf.split_to(remaining).freeze()
                     };
                     self.rstate = ReadState::Header;

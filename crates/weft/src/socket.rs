@@ -35,7 +35,8 @@ const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
 
 /// A message at least this large keeps its receive buffer alive for
 /// [`LINGER`] while the socket is idle, so that the next large message is
-/// read into the same memory.
+/// read into the same memory (the protocol core splits such messages off the
+/// buffer instead of handing the buffer over, from the same size).
 const LINGER_FROM: usize = 256 * 1024;
 
 /// How long after the last large message its receive buffer is kept.
@@ -294,10 +295,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     && if expect <= SCRATCH_SIZE {
                         buf.capacity() < self.read_size
                     } else {
-                        // A large message is expected: read into the memory
-                        // of the last one if the application has let go of
-                        // it; if not, allocate only once bytes arrive.
-                        buf.capacity() < want && !buf.try_reclaim(want)
+                        // A large message is expected. While the buffer of
+                        // the last one is kept, read into its memory if the
+                        // application has let go of it, and if not, allocate
+                        // only once bytes arrive.
+                        self.linger.is_some() && buf.capacity() < want && !buf.try_reclaim(want)
                     };
                 let res = if scratch {
                     // No buffer (it is released whenever the socket has
