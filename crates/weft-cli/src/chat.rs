@@ -45,6 +45,8 @@ use weft::{CloseCode, Message};
 use weft_hub::redis::{RedisBackend, RedisConfig};
 use weft_hub::{Hub, HubConfig};
 
+use crate::metrics::{CHAT, Tally};
+
 const CHAT_HTML: &str = include_str!("../../../web/chat.html");
 const CHAT_JS: &str = include_str!("../../../web/chat.js");
 
@@ -330,6 +332,7 @@ async fn member<S>(mut ws: weft::WebSocket<S>, hub: Hub, mut stop: watch::Receiv
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let mut tally = Tally::<CHAT>::open();
     let room = topic.strip_prefix("chat:").unwrap_or(&topic);
     let welcome = format!(
         r#"{{"type":"welcome","nick":{},"room":{},"at":{}}}"#,
@@ -337,7 +340,8 @@ where
         json_str(room),
         now_ms()
     );
-    if ws.feed(welcome).await.is_err() {
+    if let Err(e) = feed_counted(&mut ws, &mut tally, welcome).await {
+        tally.end(&ws, Some(&e), None);
         return;
     }
     // Compressed frames, shared with the other members, when the socket
@@ -345,11 +349,11 @@ where
     let mut sub = hub.subscriber_for(ws.connection());
     if let Err(e) = sub.subscribe(&topic).await {
         // This node's messages still arrive; other nodes' once the hub reconnects.
-        let _ = ws.feed(error_notice(&e.to_string(), "")).await;
+        let _ = feed_counted(&mut ws, &mut tally, error_notice(&e.to_string(), "")).await;
     }
     let members = hub.count(&topic).await.ok();
     if let Err(e) = hub.publish(&topic, notice("join", &nick, members)).await {
-        let _ = ws.feed(error_notice(&e.to_string(), "")).await;
+        let _ = feed_counted(&mut ws, &mut tally, error_notice(&e.to_string(), "")).await;
     }
     tracing::debug!(topic, nick, "chat member joined");
     let mut batch = Vec::with_capacity(BATCH);
@@ -359,7 +363,7 @@ where
     tokio::pin!(evicted);
     loop {
         tokio::select! {
-            msg = ws.recv() => match msg {
+            msg = crate::metrics::recv(&mut ws, &mut tally) => match msg {
                 Some(Ok(Message::Text(t))) => {
                     let text = t.as_str();
                     if text.trim().is_empty() {
@@ -380,45 +384,52 @@ where
                         }
                     };
                     if let Some(r) = reply
-                        && ws.feed(r).await.is_err()
+                        && let Err(e) = feed_counted(&mut ws, &mut tally, r).await
                     {
+                        tally.end(&ws, Some(&e), None);
                         break;
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    if ws.feed(error_notice("the chat takes text messages only", "")).await.is_err() {
+                    let notice = error_notice("the chat takes text messages only", "");
+                    if let Err(e) = feed_counted(&mut ws, &mut tally, notice).await {
+                        tally.end(&ws, Some(&e), None);
                         break;
                     }
                 }
                 Some(Err(e)) => {
                     tracing::debug!(topic, nick, "chat connection failed: {e}");
+                    tally.end(&ws, Some(&e), None);
                     break;
                 }
-                None => break,
+                None => {
+                    tally.end(&ws, None, None);
+                    break;
+                }
             },
             r = sub.recv_many(&mut batch, BATCH), if ws.buffered_amount() < SOCKET_BACKLOG => match r {
                 Ok(_) => {
-                    let mut failed = false;
-                    for frame in batch.drain(..) {
-                        if !failed && ws.feed_raw(frame).await.is_err() {
-                            failed = true;
-                        }
-                    }
-                    if failed {
+                    if let Err(e) = feed_frames(&mut ws, &mut tally, &mut batch).await {
+                        tally.end(&ws, Some(&e), None);
                         break;
                     }
                 }
                 Err(why) => {
-                    evict(&mut ws, why, &topic, &nick).await;
+                    let code = why.close_code();
+                    let closed = evict(&mut ws, why, &topic, &nick).await;
+                    tally.end(&ws, closed.as_ref().err(), Some(code));
                     break;
                 }
             },
             why = &mut evicted => {
-                evict(&mut ws, why, &topic, &nick).await;
+                let code = why.close_code();
+                let closed = evict(&mut ws, why, &topic, &nick).await;
+                tally.end(&ws, closed.as_ref().err(), Some(code));
                 break;
             }
             _ = stop.changed() => {
-                let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                let closed = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                tally.end(&ws, closed.as_ref().err(), Some(CloseCode::GOING_AWAY));
                 break;
             }
         }
@@ -433,13 +444,72 @@ where
 
 /// Close an evicted member's socket with 1013 (bounded: its output may be
 /// backed up).
-async fn evict<S>(ws: &mut weft::WebSocket<S>, why: weft_hub::Evicted, topic: &str, nick: &str)
+async fn evict<S>(
+    ws: &mut weft::WebSocket<S>,
+    why: weft_hub::Evicted,
+    topic: &str,
+    nick: &str,
+) -> Result<(), weft::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     tracing::info!(topic, nick, "chat member evicted: {why}");
-    let close = ws.close(why.close_code(), why.reason());
-    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    close_within(ws, why.close_code(), why.reason()).await
+}
+
+/// Run the closing handshake for at most 5 s (the socket's output may be
+/// backed up); running out of time is a close timeout.
+pub(crate) async fn close_within<S>(
+    ws: &mut weft::WebSocket<S>,
+    code: CloseCode,
+    reason: &str,
+) -> Result<(), weft::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(5), ws.close(code, reason))
+        .await
+        .unwrap_or(Err(weft::Error::Timeout("close")))
+}
+
+/// Queue a message, counting it in `tally` once queued.
+async fn feed_counted<S, const E: usize>(
+    ws: &mut weft::WebSocket<S>,
+    tally: &mut Tally<E>,
+    msg: impl Into<Message>,
+) -> Result<(), weft::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let msg = msg.into();
+    let len = msg.len();
+    ws.feed(msg).await?;
+    tally.sent(len);
+    Ok(())
+}
+
+/// Queue the hub's frames in `batch` (all of them are taken out), counting
+/// each in `tally` once queued, and add the tally to the shared counters.
+pub(crate) async fn feed_frames<S, const E: usize>(
+    ws: &mut weft::WebSocket<S>,
+    tally: &mut Tally<E>,
+    batch: &mut Vec<bytes::Bytes>,
+) -> Result<(), weft::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut result = Ok(());
+    for frame in batch.drain(..) {
+        if result.is_ok() {
+            let len = crate::metrics::payload_len(&frame);
+            result = ws.feed_raw(frame).await;
+            if result.is_ok() {
+                tally.sent(len);
+            }
+        }
+    }
+    tally.flush();
+    result
 }
 
 #[cfg(test)]

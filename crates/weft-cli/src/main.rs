@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod chat;
 mod connect;
+mod metrics;
 mod ratelog;
 mod serve;
 mod topic;
@@ -33,8 +34,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the demo page at /, a WebSocket echo endpoint at /echo, the chat
-    /// at /chat (rooms at /chat/{room}) and pub/sub at /topic/{name} (every
-    /// message a subscriber sends reaches every subscriber, itself included).
+    /// at /chat (rooms at /chat/{room}), pub/sub at /topic/{name} (every
+    /// message a subscriber sends reaches every subscriber, itself included),
+    /// /healthz, and metrics in the Prometheus text format at /metrics (see
+    /// --metrics-listen and --no-metrics).
     Serve(serve::ServeArgs),
     /// Connect to a WebSocket server: lines you type are sent, messages are printed.
     Connect(connect::ConnectArgs),

@@ -1,5 +1,5 @@
-//! `weft serve`: the demo page, `/echo`, `/healthz`, the chat and the
-//! `/topic/{name}` pub/sub endpoint, over HTTP or HTTPS, with bounded
+//! `weft serve`: the demo page, `/echo`, `/healthz`, `/metrics`, the chat
+//! and the `/topic/{name}` pub/sub endpoint, over HTTP or HTTPS, with bounded
 //! resources and an admission policy.
 
 use std::future::Future;
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use weft::proto::{
 };
 use weft::{CloseCode, Config, Keepalive, WebSocket};
 
+use crate::metrics::{ECHO, METRICS, Tally};
 use crate::ratelog::RateLimitedLog;
 
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
@@ -119,6 +121,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
 
+    /// Do not serve /metrics (Prometheus text format) at all. By default it
+    /// is served on the main listener, to anyone who can reach the server
+    /// (no origin or token check applies to it).
+    #[arg(long, conflicts_with = "metrics_listen")]
+    no_metrics: bool,
+
+    /// Serve /metrics on a listener of its own at ADDR:PORT, plain HTTP
+    /// (127.0.0.1:9090 keeps it to this machine), instead of on the main
+    /// listener, which then answers /metrics with 404.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
+
     /// Log verbosity: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: tracing::Level,
@@ -195,6 +209,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    crate::metrics::start_clock();
 
     let origins = match OriginPolicy::parse(&args.allow_origin.iter().map(String::as_str).collect::<Vec<_>>()) {
         Ok(p) => p,
@@ -221,6 +236,24 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let local = listener.local_addr().unwrap_or(args.listen);
+    let metrics_listener = match args.metrics_listen {
+        None => None,
+        Some(addr) => match listen(addr) {
+            Ok(l) => {
+                let at = l.local_addr().unwrap_or(addr);
+                if !at.ip().is_loopback() {
+                    tracing::warn!("/metrics is served on {at}, which is not a loopback address");
+                }
+                // Printed for scripts that ask for port 0.
+                eprintln!("weft serve: metrics on http://{at}/metrics");
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("weft serve: cannot listen on {addr} for /metrics: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!("serving the demo page at {scheme}://{local}/ and the echo endpoint at /echo");
     // Printed for scripts that start the server on port 0.
@@ -274,7 +307,13 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         compression: !args.no_compression,
         config: config.clone(),
     };
-    let app = router(state)
+    let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
+    let scrape = crate::metrics::Scrape {
+        hub: hub.clone(),
+        slots: slots.clone(),
+        max_connections: args.max_connections.max(1),
+    };
+    let mut app = router(state)
         .merge(crate::chat::router(
             hub.clone(),
             stop_rx.clone(),
@@ -289,7 +328,21 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             admission,
             config.clone(),
         ));
-    let slots = Arc::new(Semaphore::new(args.max_connections.max(1)));
+    match metrics_listener {
+        Some(l) => {
+            let mut stop = stop_rx.clone();
+            let serve = axum::serve(l, crate::metrics::router(scrape)).with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            });
+            tracker.spawn(async move {
+                if let Err(e) = serve.await {
+                    tracing::warn!("the /metrics listener failed: {e}");
+                }
+            });
+        }
+        None if !args.no_metrics => app = app.merge(crate::metrics::router(scrape)),
+        None => {}
+    }
 
     let mut stop = stop_rx.clone();
     loop {
@@ -306,8 +359,10 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                         continue;
                     }
                 };
+                METRICS.tcp_accepted();
                 let _ = tcp.set_nodelay(true);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    METRICS.at_limit();
                     log.warn(format_args!("{peer}: refused with 503: {} connections open", args.max_connections));
                     tokio::spawn(async move {
                         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -334,8 +389,14 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                         tracker.spawn(async move {
                             match tokio::time::timeout(handshake_timeout, accept).await {
                                 Ok(Ok(stream)) => serve_conn(stream, conn).await,
-                                Ok(Err(e)) => log.info(format_args!("{peer}: TLS handshake failed: {e}")),
-                                Err(_) => log.info(format_args!("{peer}: TLS handshake timed out")),
+                                Ok(Err(e)) => {
+                                    METRICS.tls_failed();
+                                    log.info(format_args!("{peer}: TLS handshake failed: {e}"));
+                                }
+                                Err(_) => {
+                                    METRICS.handshake_timeout();
+                                    log.info(format_args!("{peer}: TLS handshake timed out"));
+                                }
                             }
                         });
                     }
@@ -443,7 +504,10 @@ where
     let head = match tokio::time::timeout(head_timeout, read_head(&mut io, &mut buf, limits.max_head_size)).await {
         Ok(head) => head,
         // As hyper's header_read_timeout: close without an answer.
-        Err(_) => return,
+        Err(_) => {
+            METRICS.handshake_timeout();
+            return;
+        }
     };
     let upgrade = match head {
         Head::Gone => return,
@@ -469,6 +533,7 @@ where
     };
     drop(app);
     if let Err(e) = echo.admission.admit(&up) {
+        METRICS.refused(e.status());
         echo.log
             .warn(format_args!("{peer}: handshake refused with {}: {e}", e.status()));
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -562,13 +627,24 @@ async fn serve_http<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Whether a request arrived: hyper's header timeout on a connection that
+    // had none is a handshake timeout; on a kept-alive one, only idleness.
+    let served = Arc::new(AtomicBool::new(false));
+    let seen = served.clone();
     // Tag each request with the peer's address for the logs, and with the
-    // connection's slot for an upgrade to keep.
+    // connection's slot for an upgrade to keep; count refusals.
     let service = TowerToHyperService::new(tower_service_fn(move |mut req: Request| {
+        seen.store(true, Ordering::Relaxed);
         req.extensions_mut().insert(PeerAddr(peer));
         req.extensions_mut().insert(slot.clone());
-        let mut app = app.clone();
-        app.call(req)
+        let response = app.clone().call(req);
+        async move {
+            let response = response.await;
+            if let Ok(r) = &response {
+                METRICS.refused(r.status().as_u16());
+            }
+            response
+        }
     }));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -579,11 +655,30 @@ async fn serve_http<S>(
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
-        r = conn.as_mut() => if let Err(e) = r { tracing::debug!(%peer, "HTTP connection ended: {e}") },
+        r = conn.as_mut() => if let Err(e) = r {
+            if let Some(status) = hyper_refusal(&e) {
+                METRICS.refused(status);
+            } else if e.is_timeout() && !served.load(Ordering::Relaxed) {
+                METRICS.handshake_timeout();
+            }
+            tracing::debug!(%peer, "HTTP connection ended: {e}");
+        },
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// The status hyper answered a request it could not parse with, if it
+/// answered (an HTTP/2 preface gets no answer).
+fn hyper_refusal(e: &hyper::Error) -> Option<u16> {
+    if !e.is_parse() || e.is_parse_version_h2() {
+        None
+    } else if e.is_parse_too_large() {
+        Some(431)
+    } else {
+        Some(400)
     }
 }
 
@@ -692,40 +787,61 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     async move {
-        let _hold = hold;
+        // Kept where it was captured (a `let` would store it twice).
+        let _ = &hold;
+        // Counts in the task, added to the shared counters in batches.
+        let mut tally = Tally::<ECHO>::open();
         tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
         // One shutdown future for the whole connection, registered once.
         let stopped = stop.changed();
         tokio::pin!(stopped);
         loop {
-            tokio::select! {
+            // Only the message leaves the select (`None`: the server is
+            // shutting down), so that neither the select's output nor the
+            // shutdown's locals are kept in the task while a message is queued:
+            // the task's size is what every idle connection costs.
+            let Some(msg) = (tokio::select! {
                 biased;
-                msg = ws.recv() => match msg {
-                    Some(Ok(msg)) => {
-                        if let Err(e) = ws.feed(msg).await {
-                            // The echo could not be queued: the peer stopped
-                            // reading (write timeout) or the transport failed.
-                            log.warn(format_args!("{peer}: connection dropped: {e}"));
-                            break;
-                        }
-                    }
+                msg = crate::metrics::recv(&mut ws, &mut tally) => match msg {
+                    Some(Ok(msg)) => Some(msg),
                     Some(Err(e)) => {
                         log.warn(format_args!("{peer}: connection closed abnormally: {e}"));
+                        tally.end(&ws, Some(&e), None);
                         break;
                     }
-                    None => break,
-                },
-                _ = &mut stopped => {
-                    // Answer what already arrived, then close with 1001.
-                    while let Some(Some(Ok(msg))) = ready_now(ws.recv()) {
-                        if ws.feed(msg).await.is_err() {
-                            break;
-                        }
+                    None => {
+                        tally.end(&ws, None, None);
+                        break;
                     }
-                    let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
-                    break;
+                },
+                _ = &mut stopped => None,
+            }) else {
+                // Answer what already arrived, then close with 1001.
+                loop {
+                    let msg = match ready_now(ws.recv()) {
+                        Some(Some(Ok(msg))) => msg,
+                        _ => break,
+                    };
+                    let len = msg.len();
+                    tally.received(len);
+                    if ws.feed(msg).await.is_err() {
+                        break;
+                    }
+                    tally.sent(len);
                 }
+                let closed = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                tally.end(&ws, closed.as_ref().err(), Some(CloseCode::GOING_AWAY));
+                break;
+            };
+            let len = msg.len();
+            if let Err(e) = ws.feed(msg).await {
+                // The echo could not be queued: the peer stopped reading
+                // (write timeout) or the transport failed.
+                log.warn(format_args!("{peer}: connection dropped: {e}"));
+                tally.end(&ws, Some(&e), None);
+                break;
             }
+            tally.sent(len);
         }
     }
 }
@@ -755,5 +871,31 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The echo task is what an idle connection costs. tokio allocates a
+    /// task as the future plus about 104 bytes of header and trailer, in
+    /// steps of 128 bytes: up to 920 bytes of future it takes 1,024 bytes,
+    /// past that 1,152 (1,280 from jemalloc).
+    #[tokio::test]
+    async fn the_echo_task_fits_in_1024_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let ws = WebSocket::from_raw(tcp, Role::Server, &Config::default());
+        let (_stop, stopped) = watch::channel(false);
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let log = Arc::new(RateLimitedLog::new(1));
+        let task = TaskTracker::new().track_future(echo_loop(ws, peer, stopped, log, permit));
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 920, "the echo task is {size} bytes");
     }
 }

@@ -14,8 +14,6 @@
 //! message the hub could not take (Redis unreachable) reached nobody: its
 //! sender is closed with 1013, so that it knows.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,7 +25,8 @@ use weft::CloseCode;
 use weft::axum::WebSocketUpgrade;
 use weft_hub::Hub;
 
-use crate::chat::{hub_socket_config, valid_room};
+use crate::chat::{close_within, feed_frames, hub_socket_config, valid_room};
+use crate::metrics::{TOPIC, Tally};
 use crate::serve::{Admission, PeerAddr, Slot};
 
 /// Frames taken from the hub per batch.
@@ -106,6 +105,7 @@ where
         ..
     } = st;
     let log = &admission.log;
+    let mut tally = Tally::<TOPIC>::open();
     let mut sub = hub.subscriber();
     if let Err(e) = sub.subscribe(&topic).await {
         // This node's messages still arrive; other nodes' once the hub reconnects.
@@ -117,12 +117,13 @@ where
     let mut published = 0usize;
     loop {
         tokio::select! {
-            msg = ws.recv() => match msg {
+            msg = crate::metrics::recv(&mut ws, &mut tally) => match msg {
                 Some(Ok(msg)) => {
                     if let Err(e) = hub.publish(&topic, msg).await {
                         log.warn(format_args!("{topic}: message not delivered: {e}"));
-                        let close = ws.close(CloseCode::TRY_AGAIN_LATER, "message not delivered: hub unavailable");
-                        let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+                        let code = CloseCode::TRY_AGAIN_LATER;
+                        let closed = close_within(&mut ws, code, "message not delivered: hub unavailable").await;
+                        tally.end(&ws, closed.as_ref().err(), Some(code));
                         break;
                     }
                     // A publish wakes every subscriber, and messages already
@@ -140,31 +141,32 @@ where
                 }
                 Some(Err(e)) => {
                     tracing::debug!(topic, "topic connection failed: {e}");
+                    tally.end(&ws, Some(&e), None);
                     break;
                 }
-                None => break,
+                None => {
+                    tally.end(&ws, None, None);
+                    break;
+                }
             },
             r = sub.recv_many(&mut batch, BATCH), if ws.buffered_amount() < SOCKET_BACKLOG => match r {
                 Ok(_) => {
-                    let mut failed = false;
-                    for frame in batch.drain(..) {
-                        if !failed && ws.feed_raw(frame).await.is_err() {
-                            failed = true;
-                        }
-                    }
-                    if failed {
+                    if let Err(e) = feed_frames(&mut ws, &mut tally, &mut batch).await {
+                        tally.end(&ws, Some(&e), None);
                         break;
                     }
                 }
                 Err(evicted) => {
                     log.info(format_args!("{topic}: subscriber evicted: {evicted}"));
-                    let close = ws.close(evicted.close_code(), evicted.reason());
-                    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+                    let code = evicted.close_code();
+                    let closed = close_within(&mut ws, code, evicted.reason()).await;
+                    tally.end(&ws, closed.as_ref().err(), Some(code));
                     break;
                 }
             },
             _ = &mut stopped => {
-                let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                let closed = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                tally.end(&ws, closed.as_ref().err(), Some(CloseCode::GOING_AWAY));
                 break;
             }
         }

@@ -22,22 +22,21 @@
 //! limit is too low for them; `tests/soak/soak.sh` raises it to the hard limit.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weft::{CloseCode, Message};
-
-const BIN: &str = env!("CARGO_BIN_EXE_weft");
 
 /// The masking key of every attacker frame.
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -69,27 +68,10 @@ impl Serve {
     /// Start `weft serve --listen 127.0.0.1:0 ARGS` and wait for the line
     /// saying where it listens.
     async fn start(args: &[&str]) -> Serve {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let common::Started {
+            child, addr, mut lines, ..
+        } = common::start_serve(args).await;
         let pid = child.id().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = within(10, "the listening line", async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("weft serve exited early");
-                if let Some(rest) = line.strip_prefix("weft serve: listening on http://") {
-                    break rest.trim_end_matches('/').parse::<SocketAddr>().unwrap();
-                }
-            }
-        })
-        .await;
         // Keep reading stderr so the server never blocks on a full pipe.
         let log = Arc::new(Mutex::new(VecDeque::new()));
         let keep = log.clone();

@@ -3,18 +3,18 @@
 //! for all of them; members without it get the same message uncompressed.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use flate2::{Decompress, FlushDecompress};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_weft");
 const MASK: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 
 async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
@@ -25,28 +25,9 @@ async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 async fn start(args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = within(10, "the listening line", async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("weft serve exited early");
-            if let Some(rest) = line.strip_prefix("weft serve: listening on http://") {
-                break rest.trim_end_matches('/').parse::<SocketAddr>().unwrap();
-            }
-        }
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let s = common::start_serve(args).await;
+    common::drain(s.lines);
+    (s.child, s.addr)
 }
 
 /// Read a response head byte by byte, then a body of its Content-Length.

@@ -2,18 +2,17 @@
 //! on 127.0.0.1, port 0.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use weft::{CloseCode, Message};
-
-const BIN: &str = env!("CARGO_BIN_EXE_weft");
 
 /// A `weft serve` process, killed when dropped.
 struct Serve {
@@ -23,27 +22,12 @@ struct Serve {
 
 impl Serve {
     async fn start() -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = within(10, "the listening line", async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("weft serve exited early");
-                if let Some(rest) = line.strip_prefix("weft serve: listening on http://") {
-                    break rest.trim_end_matches('/').parse::<SocketAddr>().unwrap();
-                }
-            }
-        })
-        .await;
-        // Keep reading stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Serve { _child: child, addr }
+        let s = common::start_serve(&[]).await;
+        common::drain(s.lines);
+        Serve {
+            _child: s.child,
+            addr: s.addr,
+        }
     }
 
     fn url(&self, topic: &str) -> String {
