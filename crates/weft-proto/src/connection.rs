@@ -30,9 +30,9 @@ use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::error::{Error, LimitExceeded, ProtocolError, SendError};
 use crate::extension::{Encoded, Extension};
 use crate::frame::{FrameHeader, Opcode};
-use crate::mask::{apply_mask, extend_masked};
+use crate::mask::{apply_mask, extend_masked, unmask_is_ascii};
 use crate::message::{DataKind, Event, Fragment, Message, Text};
-use crate::utf8::Utf8Validator;
+use crate::utf8::{self, Utf8Validator, short_is_ascii};
 
 /// Which end of the connection this is. It decides masking (§5.1) and who
 /// closes the TCP connection first (§7.1.1: the server).
@@ -360,11 +360,15 @@ pub struct Connection {
     eof: bool,
     /// Boxed: rare, and a connection is kept small for idle servers.
     error: Option<Box<Error>>,
+    /// Payload lengths below this (at most 126) are within every limit of
+    /// `config` for a whole message in one frame; see `whole_small_message`.
+    small_below: u8,
 }
 
 impl Connection {
     /// A connection for `role` with `config`, right after the handshake.
     pub fn new(role: Role, config: Config) -> Self {
+        let small_below = small_below(&config);
         Connection {
             role,
             config,
@@ -383,6 +387,7 @@ impl Connection {
             close_received: false,
             eof: false,
             error: None,
+            small_below,
         }
     }
 
@@ -476,16 +481,32 @@ impl Connection {
     /// frame with its code is queued (unless one was sent already) and the same
     /// error is returned on every later call.
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        // The common case first, without the general path's set-up.
+        if self.wants_data()
+            && matches!(self.rstate, ReadState::Header)
+            && let Some(ev) = self.whole_small_message()
+        {
+            return match ev {
+                Ok(ev) => Ok(Some(ev)),
+                Err(e) => Err(self.failed(e)),
+            };
+        }
+        self.poll_general()
+    }
+
+    #[inline(never)]
+    fn poll_general(&mut self) -> Result<Option<Event>, Error> {
         if let Some(e) = &self.error {
             return Err(Error::clone(e));
         }
-        match self.read_event() {
-            Ok(ev) => Ok(ev),
-            Err(e) => {
-                self.fail(e.clone());
-                Err(e)
-            }
-        }
+        self.read_event().map_err(|e| self.failed(e))
+    }
+
+    /// Fail the connection with `e`, which is returned.
+    #[cold]
+    fn failed(&mut self, e: Error) -> Error {
+        self.fail(e.clone());
+        e
     }
 
     fn need_more(&self) -> Result<Option<Event>, Error> {
@@ -522,14 +543,7 @@ impl Connection {
                         // Through a boxed slice: `Bytes::from(Vec)` would
                         // first check whether the vector has spare capacity.
                         let payload = Bytes::from(Box::<[u8]>::from(&*payload));
-                        if n + len == self.rbuf.len() {
-                            // The read ended with this frame (the usual case):
-                            // emptying the buffer is cheaper than advancing it,
-                            // and the next read starts at its front.
-                            self.rbuf.clear();
-                        } else {
-                            self.rbuf.advance(n + len);
-                        }
+                        self.consume_frame(n + len);
                         if let Some(ev) = self.on_frame(h, payload)? {
                             return Ok(Some(ev));
                         }
@@ -604,6 +618,76 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Drop a whole frame of `n` bytes, taken out already, from the front of
+    /// the receive buffer.
+    #[inline(always)]
+    fn consume_frame(&mut self, n: usize) {
+        if n == self.rbuf.len() {
+            // The read ended with this frame (the usual case): emptying the
+            // buffer is cheaper than advancing it, and the next read starts at
+            // its front.
+            self.rbuf.clear();
+        } else {
+            self.rbuf.advance(n);
+        }
+    }
+
+    /// The common case in one step: a whole message in one small frame (FIN
+    /// set, no RSV bit, the 2- or 6-byte header form) entirely in the receive
+    /// buffer, with no fragmented message in progress. `None` leaves anything
+    /// else, every error but invalid UTF-8 included, to the general path, which
+    /// decides it the same way; a message taken here never touches the
+    /// reassembly state, which stays as it is between messages.
+    #[inline(always)]
+    fn whole_small_message(&mut self) -> Option<Result<Event, Error>> {
+        let [b0, b1, ref rest @ ..] = self.rbuf[..] else {
+            return None;
+        };
+        let kind = match b0 {
+            0x81 => DataKind::Text,
+            0x82 => DataKind::Binary,
+            _ => return None,
+        };
+        // §5.1: masked exactly when it comes from a client.
+        let masked = b1 & 0x80 != 0;
+        let len = usize::from(b1 & 0x7f);
+        // `small_below` is at most 126: the 7-bit length form only.
+        if masked != (self.role == Role::Server) || len >= usize::from(self.small_below) || self.assembly.kind.is_some()
+        {
+            return None;
+        }
+        let (key, rest) = match rest.split_first_chunk::<4>() {
+            Some((key, rest)) if masked => (Some(*key), rest),
+            _ if masked => return None,
+            _ => (None, rest),
+        };
+        // Through a boxed slice: `Bytes::from(Vec)` would first check whether
+        // the vector has spare capacity.
+        let mut data = Box::<[u8]>::from(rest.get(..len)?);
+        let ascii = match key {
+            Some(key) => unmask_is_ascii(&mut data, key),
+            None => kind == DataKind::Binary || short_is_ascii(&data),
+        };
+        if !ascii && kind == DataKind::Text && utf8::validate(&data).is_err() {
+            return Some(Err(Error::InvalidUtf8));
+        }
+        self.consume_frame(if masked { 6 } else { 2 } + len);
+        let data = Bytes::from(data);
+        Some(Ok(if self.config.deliver_fragments {
+            Event::Fragment(Fragment {
+                kind,
+                data,
+                first: true,
+                fin: true,
+            })
+        } else {
+            Event::Message(match kind {
+                DataKind::Text => Message::Text(Text::from_validated(data)),
+                DataKind::Binary => Message::Binary(data),
+            })
+        }))
     }
 
     /// Apply the rules that a header alone decides; returns whether the payload
@@ -1128,6 +1212,18 @@ impl Connection {
 /// it; its decoded size is still bounded by `max_message_size`.
 fn compressed_frame_limit(max_frame_size: usize) -> usize {
     max_frame_size.saturating_add(max_frame_size / 16)
+}
+
+/// The bound for [`Connection::whole_small_message`]: a one-frame message of
+/// fewer bytes passes the frame size, message size and fragment limits (no
+/// frame passes when `max_fragments` is 0), and fits the 7-bit length form.
+fn small_below(config: &Config) -> u8 {
+    if config.max_fragments == 0 {
+        return 0;
+    }
+    let max = config.max_frame_size.min(config.max_message_size).min(125);
+    // At most 126: fits.
+    u8::try_from(max + 1).unwrap_or(0)
 }
 
 /// Whether a partially received frame may be handed up in pieces: only data

@@ -116,7 +116,7 @@ impl Utf8Validator {
 /// together, then the tail bytes, and the high bits tested once. (The standard
 /// library's `is_ascii` spends more on aligning short inputs.)
 #[inline]
-fn short_is_ascii(data: &[u8]) -> bool {
+pub(crate) fn short_is_ascii(data: &[u8]) -> bool {
     let mut words = data.chunks_exact(8);
     let mut acc = 0u64;
     for w in &mut words {
