@@ -36,7 +36,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// [`apply_mask`] from payload offset 0 that also tells whether the unmasked
 /// bytes are all ASCII, in the same pass: a short text frame then needs no
 /// separate UTF-8 check.
-#[inline]
+#[inline(always)]
 pub(crate) fn unmask_is_ascii(buf: &mut [u8], key: [u8; 4]) -> bool {
     let wide = u64::from(u32::from_ne_bytes(key)) * 0x0000_0001_0000_0001;
     let (words, tail) = buf.as_chunks_mut::<8>();

@@ -1550,7 +1550,20 @@ fn small_frames_that_arrive_whole_are_decided_as_when_they_arrive_byte_by_byte()
         Config::default().max_fragments(0),
         Config::default().max_fragments(1),
         Config::default().max_frame_size(124).max_message_size(125),
+        Config::default().max_message_size(200),
     ];
+    // The 16-bit length form for short payloads (not minimal, but valid).
+    let mut non_minimal = vec![0x81, 0x80 | 126, 0, 5];
+    non_minimal.extend_from_slice(&KEY);
+    non_minimal.extend(b"hello".iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
+    for role in [Role::Server, Role::Client] {
+        for config in &configs {
+            let whole = outcome(role, config, &non_minimal, non_minimal.len());
+            assert_eq!(whole, outcome(role, config, &non_minimal, 1), "{role:?}, {config:?}");
+        }
+    }
+    let whole = outcome(Role::Server, &Config::default(), &non_minimal, non_minimal.len());
+    assert_eq!(whole.0, vec![text("hello")]);
     for seq in &sequences {
         for masked in [true, false] {
             let frames: Vec<RawFrame> = seq
