@@ -7,10 +7,14 @@
 //! valgrind --tool=callgrind target/release/examples/decode_loop 100000
 //! perf stat -e task-clock target/release/examples/decode_loop 20000000
 //! ```
+//!
+//! A second argument sets the payload length (ASCII text, 32 bytes by
+//! default), to profile other frame sizes the same way.
 
 use std::hint::black_box;
 
-use weft_proto::{Config, Connection, Event, Role};
+use weft_proto::mask::apply_mask;
+use weft_proto::{Config, Connection, Event, FrameHeader, Opcode, Role};
 
 /// The masking key of the RFC 6455 §5.7 examples.
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -31,10 +35,25 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
-    let payload = b"The quick brown fox jumps over t";
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&KEY);
-    frame.extend(payload.iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
+    let len: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(32);
+    let payload: Vec<u8> = b"The quick brown fox jumps over t"
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect();
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode: Opcode::Text,
+        mask: Some(KEY),
+        payload_len: len as u64,
+    };
+    let mut frame = Vec::new();
+    header.encode(&mut frame);
+    let start = frame.len();
+    frame.extend_from_slice(&payload);
+    apply_mask(&mut frame[start..], KEY, 0);
     let mut conn = Connection::new(Role::Server, Config::default());
     for _ in 0..n {
         decode_one(&mut conn, &frame);

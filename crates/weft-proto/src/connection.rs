@@ -30,9 +30,9 @@ use crate::close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 use crate::error::{Error, LimitExceeded, ProtocolError, SendError};
 use crate::extension::{Encoded, Extension};
 use crate::frame::{FrameHeader, Opcode};
-use crate::mask::{apply_mask, extend_masked};
+use crate::mask::{apply_mask, extend_masked, unmask_is_ascii};
 use crate::message::{DataKind, Event, Fragment, Message, Text};
-use crate::utf8::Utf8Validator;
+use crate::utf8::{self, Utf8Validator};
 
 /// Which end of the connection this is. It decides masking (§5.1) and who
 /// closes the TCP connection first (§7.1.1: the server).
@@ -366,11 +366,15 @@ pub struct Connection {
     eof: bool,
     /// Boxed: rare, and a connection is kept small for idle servers.
     error: Option<Box<Error>>,
+    /// Payload lengths below this (at most `COPY_BELOW`) are within every
+    /// limit of `config` for a whole message in one frame; see `small_frame`.
+    small_below: u16,
 }
 
 impl Connection {
     /// A connection for `role` with `config`, right after the handshake.
     pub fn new(role: Role, config: Config) -> Self {
+        let small_below = small_below(&config);
         Connection {
             role,
             config,
@@ -389,6 +393,7 @@ impl Connection {
             close_received: false,
             eof: false,
             error: None,
+            small_below,
         }
     }
 
@@ -482,16 +487,27 @@ impl Connection {
     /// frame with its code is queued (unless one was sent already) and the same
     /// error is returned on every later call.
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
+        // The common case first, without the general path's set-up; either
+        // way the call is passed on whole, so neither pays for the other.
+        match self.small_frame() {
+            Some(f) => self.whole_small_message(f),
+            None => self.poll_general(),
+        }
+    }
+
+    #[inline(never)]
+    fn poll_general(&mut self) -> Result<Option<Event>, Error> {
         if let Some(e) = &self.error {
             return Err(Error::clone(e));
         }
-        match self.read_event() {
-            Ok(ev) => Ok(ev),
-            Err(e) => {
-                self.fail(e.clone());
-                Err(e)
-            }
-        }
+        self.read_event().map_err(|e| self.failed(e))
+    }
+
+    /// Fail the connection with `e`, which is returned.
+    #[cold]
+    fn failed(&mut self, e: Error) -> Error {
+        self.fail(e.clone());
+        e
     }
 
     fn need_more(&self) -> Result<Option<Event>, Error> {
@@ -528,14 +544,7 @@ impl Connection {
                         // Through a boxed slice: `Bytes::from(Vec)` would
                         // first check whether the vector has spare capacity.
                         let payload = Bytes::from(Box::<[u8]>::from(&*payload));
-                        if n + len == self.rbuf.len() {
-                            // The read ended with this frame (the usual case):
-                            // emptying the buffer is cheaper than advancing it,
-                            // and the next read starts at its front.
-                            self.rbuf.clear();
-                        } else {
-                            self.rbuf.advance(n + len);
-                        }
+                        self.consume_frame(n + len);
                         if let Some(ev) = self.on_frame(h, payload)? {
                             return Ok(Some(ev));
                         }
@@ -617,6 +626,114 @@ impl Connection {
         }
     }
 
+    /// Drop a whole frame of `n` bytes, taken out already, from the front of
+    /// the receive buffer.
+    #[inline(always)]
+    fn consume_frame(&mut self, n: usize) {
+        if n == self.rbuf.len() {
+            // The read ended with this frame (the usual case): emptying the
+            // buffer is cheaper than advancing it, and the next read starts at
+            // its front.
+            self.rbuf.clear();
+        } else {
+            self.rbuf.advance(n);
+        }
+    }
+
+    /// The common case, recognised from the header alone: a whole message in
+    /// one small frame (FIN set, no RSV bit, a payload under [`COPY_BELOW`]
+    /// bytes within every limit of the config) entirely in the receive
+    /// buffer, with no fragmented message in progress. Anything else, every
+    /// error but invalid UTF-8 included, is left to the general path, which
+    /// decides it the same way.
+    #[inline(always)]
+    fn small_frame(&self) -> Option<SmallFrame> {
+        // The length first, so that a large frame is passed on at once.
+        let [b0, b1, ref rest @ ..] = self.rbuf[..] else {
+            return None;
+        };
+        let (len, n) = match b1 & 0x7f {
+            // 256 bytes or more.
+            126 if rest.first().is_some_and(|&hi| hi != 0) => return None,
+            126 => (u16::from_be_bytes(*rest.first_chunk::<2>()?), 4),
+            127 => return None,
+            short => (u16::from(short), 2),
+        };
+        // `close_received` is set too when the connection failed or was
+        // aborted; after it nothing more is read. In the payload state `rbuf`
+        // does not start with a header, and a fragmented message in progress
+        // needs the general path.
+        if len >= self.small_below
+            || self.close_received
+            || !matches!(self.rstate, ReadState::Header)
+            || self.assembly.kind.is_some()
+        {
+            return None;
+        }
+        let kind = match b0 {
+            0x81 => DataKind::Text,
+            0x82 => DataKind::Binary,
+            _ => return None,
+        };
+        // §5.1: masked exactly when it comes from a client.
+        let masked = b1 & 0x80 != 0;
+        if masked != (self.role == Role::Server) {
+            return None;
+        }
+        let header_len = n + if masked { 4 } else { 0 };
+        if usize::from(header_len) + usize::from(len) > self.rbuf.len() {
+            return None;
+        }
+        let key = match masked {
+            true => *rest[usize::from(n) - 2..].first_chunk::<4>()?,
+            false => [0; 4],
+        };
+        Some(SmallFrame {
+            kind,
+            key,
+            header_len,
+            len,
+        })
+    }
+
+    /// Decide the frame [`small_frame`](Self::small_frame) found, in one step:
+    /// the payload is copied into a buffer of its own and unmasked there while
+    /// it is checked for ASCII; only other text goes to the UTF-8 validator.
+    /// The reassembly state and the incremental validator, as they are between
+    /// messages, are not touched.
+    #[inline(never)]
+    fn whole_small_message(&mut self, f: SmallFrame) -> Result<Option<Event>, Error> {
+        let SmallFrame {
+            kind,
+            key,
+            header_len,
+            len,
+        } = f;
+        // Through a boxed slice: `Bytes::from(Vec)` would first check whether
+        // the vector has spare capacity.
+        let (header_len, len) = (usize::from(header_len), usize::from(len));
+        let mut data = Box::<[u8]>::from(&self.rbuf[header_len..header_len + len]);
+        // A small frame is masked exactly when this is the server.
+        let ascii = self.role == Role::Server && unmask_is_ascii(&mut data, key);
+        if kind == DataKind::Text && !ascii && !utf8::is_valid(&data) {
+            return Err(self.failed(Error::InvalidUtf8));
+        }
+        self.consume_frame(header_len + len);
+        if self.config.deliver_fragments {
+            return Ok(Some(Event::Fragment(Fragment {
+                kind,
+                data: Bytes::from(data),
+                first: true,
+                fin: true,
+            })));
+        }
+        let data = Bytes::from(data);
+        Ok(Some(Event::Message(match kind {
+            DataKind::Text => Message::Text(Text::from_validated(data)),
+            DataKind::Binary => Message::Binary(data),
+        })))
+    }
+
     /// Apply the rules that a header alone decides; returns whether the payload
     /// is validated as UTF-8 while it arrives.
     fn check_header(&mut self, h: &FrameHeader) -> Result<bool, Error> {
@@ -631,8 +748,7 @@ impl Connection {
         // §5.2: "If a nonzero value is received and none of the negotiated
         // extensions defines the meaning of such a nonzero value, the receiving
         // endpoint MUST _Fail the WebSocket Connection_."
-        let claimed = self.extension.as_ref().map_or(0, |e| e.rsv_bits());
-        if h.rsv & !claimed != 0 {
+        if h.rsv != 0 && h.rsv & !self.extension.as_ref().map_or(0, |e| e.rsv_bits()) != 0 {
             return Err(Error::Protocol(ProtocolError::ReservedBits(h.rsv)));
         }
         if h.opcode.is_control() {
@@ -1149,10 +1265,31 @@ fn compressed_frame_limit(max_frame_size: usize) -> usize {
     max_frame_size.saturating_add(max_frame_size / 16)
 }
 
+/// The bound for [`Connection::small_frame`]: a one-frame message of fewer
+/// bytes is under [`COPY_BELOW`] and passes the frame size, message size and
+/// fragment limits (no frame passes when `max_fragments` is 0).
+fn small_below(config: &Config) -> u16 {
+    if config.max_fragments == 0 {
+        return 0;
+    }
+    let max = config.max_frame_size.min(config.max_message_size).min(COPY_BELOW - 1);
+    u16::try_from(max + 1).unwrap_or(0)
+}
+
 /// Whether a partially received frame may be handed up in pieces: only data
 /// frames whose payload is not transformed by an extension.
 fn validate_or_binary(h: &FrameHeader, a: &Assembly) -> bool {
     !h.opcode.is_control() && a.rsv == 0
+}
+
+/// A frame [`Connection::small_frame`] found.
+#[derive(Clone, Copy)]
+struct SmallFrame {
+    /// The masking key (zeros on an unmasked frame, which a client receives).
+    key: [u8; 4],
+    len: u16,
+    header_len: u8,
+    kind: DataKind,
 }
 
 enum Payload<'a> {

@@ -33,6 +33,27 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// [`apply_mask`] from payload offset 0 that also tells whether the unmasked
+/// bytes are all ASCII, in the same pass: a short text frame then needs no
+/// separate UTF-8 check.
+#[inline(always)]
+pub(crate) fn unmask_is_ascii(buf: &mut [u8], key: [u8; 4]) -> bool {
+    let wide = u64::from(u32::from_ne_bytes(key)) * 0x0000_0001_0000_0001;
+    let (words, tail) = buf.as_chunks_mut::<8>();
+    let mut acc = 0u64;
+    for w in words {
+        let v = u64::from_ne_bytes(*w) ^ wide;
+        acc |= v;
+        *w = v.to_ne_bytes();
+    }
+    let mut high = 0u8;
+    for (i, b) in tail.iter_mut().enumerate() {
+        *b ^= key[i & 3];
+        high |= *b;
+    }
+    acc & 0x8080_8080_8080_8080 == 0 && high < 0x80
+}
+
 /// Append `src` masked with `key` (from payload offset 0) to `dst`: one pass,
 /// one copy, used when sending a client frame.
 #[inline]
@@ -63,6 +84,29 @@ mod tests {
                 apply_mask(&mut a, key, offset);
                 naive(&mut b, key, offset);
                 assert_eq!(a, b, "offset {offset} len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn unmask_is_ascii_unmasks_and_finds_a_high_bit_anywhere() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..80 {
+            let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let mut masked = text.clone();
+            naive(&mut masked, key, 0);
+            let mut a = masked.clone();
+            assert!(unmask_is_ascii(&mut a, key), "len {len}");
+            assert_eq!(a, text, "len {len}");
+            for at in 0..len {
+                for high in [0x80u8, 0xc3, 0xff] {
+                    let mut t = text.clone();
+                    t[at] = high;
+                    let mut a = t.clone();
+                    naive(&mut a, key, 0);
+                    assert!(!unmask_is_ascii(&mut a, key), "len {len}, {high:#x} at {at}");
+                    assert_eq!(a, t);
+                }
             }
         }
     }

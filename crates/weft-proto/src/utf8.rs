@@ -23,6 +23,13 @@ pub fn validate(bytes: &[u8]) -> Result<&str, Utf8Error> {
     simdutf8::basic::from_utf8(bytes).map_err(|_| Utf8Error)
 }
 
+/// Whether a whole text is UTF-8, short ASCII text settled without the
+/// general validator (see [`Utf8Validator::feed`]).
+#[inline]
+pub(crate) fn is_valid(bytes: &[u8]) -> bool {
+    (bytes.len() < SHORT && short_is_ascii(bytes)) || validate(bytes).is_ok()
+}
+
 /// Streaming validator for a text message that arrives in pieces.
 #[derive(Clone, Debug, Default)]
 pub struct Utf8Validator {

@@ -1485,3 +1485,150 @@ fn buffers_large_message_memory_is_reused_once_dropped() {
     s.release_buffers();
     assert!(!s.read_buffer_mut().try_reclaim(frame.len()));
 }
+
+/// What a connection made of `wire` fed in `chunk`-byte pieces: its events,
+/// its error, the frames it sent (masking keys left out: a client picks fresh
+/// ones) and its state.
+type Outcome = (Vec<Event>, Option<Error>, Vec<(bool, u8, Vec<u8>)>, State);
+
+fn outcome(role: Role, config: &Config, wire: &[u8], chunk: usize) -> Outcome {
+    let mut c = Connection::new(role, config.clone());
+    let mut events = Vec::new();
+    let mut error = None;
+    'feed: for piece in wire.chunks(chunk) {
+        c.receive_data(piece);
+        loop {
+            match c.poll_event() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break 'feed;
+                }
+            }
+        }
+    }
+    let frames = sent(&mut c).into_iter().map(|f| (f.fin, f.opcode, f.payload)).collect();
+    let mut events = joined_pieces(events);
+    if error.is_some() && matches!(events.last(), Some(Event::Fragment(f)) if !f.fin) {
+        // The valid start of a message that then failed: how much of it was
+        // handed up depends on how it arrived.
+        events.pop();
+    }
+    (events, error, frames, c.state())
+}
+
+/// `events` with the streaming pieces of each frame joined: how a frame is
+/// cut into pieces depends on how it arrived.
+fn joined_pieces(events: Vec<Event>) -> Vec<Event> {
+    let mut out: Vec<Event> = Vec::new();
+    for e in events {
+        if let (Some(Event::Fragment(last)), Event::Fragment(next)) = (out.last_mut(), &e)
+            && !last.fin
+            && !next.first
+        {
+            last.data = [&last.data[..], &next.data[..]].concat().into();
+            last.fin = next.fin;
+            continue;
+        }
+        out.push(e);
+    }
+    out
+}
+
+#[test]
+fn small_frames_that_arrive_whole_are_decided_as_when_they_arrive_byte_by_byte() {
+    // A small frame that is wholly in the buffer is decided in one step; the
+    // same frame arriving a byte at a time goes through the general path
+    // (except a frame with no payload, which is whole once its header is).
+    // Both must agree on everything, in either role, with any limits.
+    let ascii = Rng(3).bytes(125).iter().map(|b| b'a' + b % 26).collect::<Vec<_>>();
+    let mut sequences: Vec<Vec<RawFrame>> = [0, 1, 3, 7, 8, 9, 31, 32, 33, 63, 64, 65, 124, 125, 126, 200, 255, 256]
+        .iter()
+        .flat_map(|&n| {
+            let text: Vec<u8> = ascii.iter().copied().cycle().take(n).collect();
+            [vec![RawFrame::text(&text)], vec![RawFrame::binary(&text)]]
+        })
+        .collect();
+    let mut high = ascii[..40].to_vec();
+    high[37] = 0xc3;
+    let cases: &[&[RawFrame]] = &[
+        &[RawFrame::text("héllo wörld, κόσμε, 日本語")],
+        &[RawFrame::text(&high)],
+        &[RawFrame::binary(&high)],
+        &[RawFrame::text(b"\xff")],
+        &[RawFrame::text(b"ok \xe2\x82")],
+        &[RawFrame::text(b"\xed\xa0\x80 surrogate")],
+        &[RawFrame::text(b"\xf4\x90\x80\x80 too high")],
+        &[RawFrame::binary(b"\xff\xfe\x00\x80")],
+        &[RawFrame::text("a"), RawFrame::text("b"), RawFrame::binary("c")],
+        &[RawFrame::text("a"), RawFrame::text("b").fin(false)],
+        &[RawFrame::text("frag").fin(false), RawFrame::text("x")],
+        &[RawFrame::text("frag").fin(false), RawFrame::cont("ment")],
+        &[
+            RawFrame::text("frag").fin(false),
+            RawFrame::ping("p"),
+            RawFrame::cont("ment"),
+            RawFrame::text("next"),
+        ],
+        &[RawFrame::cont("x")],
+        &[RawFrame::text("rsv").rsv(0b100)],
+        &[RawFrame::binary("rsv").rsv(0b001)],
+        &[RawFrame::text("long form").len_form(LenForm::Long)],
+        &[RawFrame::ping("p"), RawFrame::text("after ping")],
+        &[RawFrame::close(1000, "bye"), RawFrame::text("after close")],
+        &[RawFrame::new(0x3, "reserved opcode")],
+    ];
+    sequences.extend(cases.iter().map(|c| c.to_vec()));
+    let configs = [
+        Config::default(),
+        Config::default().deliver_fragments(true),
+        Config::default().max_frame_size(4),
+        Config::default().max_message_size(4),
+        Config::default().max_frame_size(0),
+        Config::default().max_fragments(0),
+        Config::default().max_fragments(1),
+        Config::default().max_frame_size(124).max_message_size(125),
+        Config::default().max_message_size(200),
+    ];
+    // The 16-bit length form for short payloads (not minimal, but valid).
+    let mut non_minimal = vec![0x81, 0x80 | 126, 0, 5];
+    non_minimal.extend_from_slice(&KEY);
+    non_minimal.extend(b"hello".iter().zip(KEY.iter().cycle()).map(|(b, k)| b ^ k));
+    for role in [Role::Server, Role::Client] {
+        for config in &configs {
+            let whole = outcome(role, config, &non_minimal, non_minimal.len());
+            assert_eq!(whole, outcome(role, config, &non_minimal, 1), "{role:?}, {config:?}");
+        }
+    }
+    let whole = outcome(Role::Server, &Config::default(), &non_minimal, non_minimal.len());
+    assert_eq!(whole.0, vec![text("hello")]);
+    for seq in &sequences {
+        for masked in [true, false] {
+            let frames: Vec<RawFrame> = seq
+                .iter()
+                .map(|f| {
+                    if masked {
+                        f.clone().mask(KEY)
+                    } else {
+                        f.clone().unmasked()
+                    }
+                })
+                .collect();
+            let w = wire(&frames);
+            // A partial frame after the last one: the whole ones are still
+            // taken in one step.
+            let mut w_then_partial = w.clone();
+            w_then_partial.extend_from_slice(&RawFrame::text("partial").mask(KEY).encode()[..5]);
+            for role in [Role::Server, Role::Client] {
+                for config in &configs {
+                    for w in [&w, &w_then_partial] {
+                        let whole = outcome(role, config, w, w.len());
+                        let by_byte = outcome(role, config, w, 1);
+                        assert_eq!(whole, by_byte, "{role:?}, {config:?}, {frames:?}");
+                    }
+                }
+            }
+        }
+    }
+}
