@@ -7,7 +7,8 @@
 //!   milliseconds since the Unix epoch). Joins and leaves are announced as
 //!   `{"type":"join"|"leave","nick":NICK,"members":N,"at":MS}`; the joining
 //!   member first gets `{"type":"welcome","nick":NICK,"room":ROOM,"at":MS}`
-//!   with its sanitized nickname. A message the
+//!   with its sanitized nickname, sent once it is subscribed: every room
+//!   message published after the welcome reaches it. A message the
 //!   hub could not take (Redis unreachable) is answered to its sender only, as
 //!   `{"type":"error","error":WHY,"text":TEXT,"at":MS}`: it reached nobody.
 //! - `GET /hub/stats`: the hub's counters as JSON.
@@ -340,14 +341,17 @@ where
         json_str(room),
         now_ms()
     );
+    // Subscribed before the welcome is sent, so that a member who has seen
+    // its welcome gets every room message published from then on.
+    // Compressed frames, shared with the other members, when the socket
+    // negotiated server_no_context_takeover.
+    let mut sub = hub.subscriber_for(ws.connection());
+    let subscribed = sub.subscribe(&topic).await;
     if let Err(e) = feed_counted(&mut ws, &mut tally, welcome).await {
         tally.end(&ws, Some(&e), None);
         return;
     }
-    // Compressed frames, shared with the other members, when the socket
-    // negotiated server_no_context_takeover.
-    let mut sub = hub.subscriber_for(ws.connection());
-    if let Err(e) = sub.subscribe(&topic).await {
+    if let Err(e) = subscribed {
         // This node's messages still arrive; other nodes' once the hub reconnects.
         let _ = feed_counted(&mut ws, &mut tally, error_notice(&e.to_string(), "")).await;
     }

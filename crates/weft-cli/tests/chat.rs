@@ -149,16 +149,20 @@ async fn stats(addr: SocketAddr) -> String {
 async fn a_room_message_is_compressed_once_for_every_deflate_member() {
     let (_server, addr) = start(&[]).await;
     let offer = Some("permessage-deflate; client_max_window_bits");
+    // A member is subscribed once its welcome has come.
     let (mut a, head_a) = join(addr, "lobby", "ada", offer).await;
+    wait_for(&mut a, r#""type":"welcome""#).await;
     let (mut b, head_b) = join(addr, "lobby", "bob", offer).await;
+    wait_for(&mut b, r#""type":"welcome""#).await;
     let (mut c, head_c) = join(addr, "lobby", "cy", None).await;
+    wait_for(&mut c, r#""type":"welcome""#).await;
     for head in [&head_a, &head_b] {
         let ext = extensions_header(head).expect("permessage-deflate accepted");
         assert!(ext.starts_with("permessage-deflate"), "{ext}");
         assert!(ext.contains("server_no_context_takeover"), "{ext}");
     }
     assert_eq!(extensions_header(&head_c), None);
-    // Everyone has joined once cy's join notice reached ada.
+    // cy's join notice, published after cy subscribed, reaches ada.
     wait_for(&mut a, r#""nick":"cy""#).await;
     let text = "compress me once, send me to everyone; ".repeat(20);
     a.write_all(&text_frame(&text)).await.unwrap();
