@@ -43,22 +43,51 @@ async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// The next message that is not a probe of [`subscribed`].
 async fn next<S>(ws: &mut weft::WebSocket<S>, who: &str) -> Message
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    within(5, who, ws.recv()).await.unwrap().unwrap()
+    loop {
+        match within(5, who, ws.recv()).await.unwrap().unwrap() {
+            Message::Text(t) if t.as_str().starts_with(PROBE) => {}
+            m => return m,
+        }
+    }
+}
+
+const PROBE: &str = "probe from ";
+
+/// Wait until the server has subscribed `ws`: a subscriber gets what it
+/// publishes, so its own probe coming back proves the subscription. Call it
+/// for one socket after another; [`next`] skips the probes that the others
+/// get.
+async fn subscribed<S>(ws: &mut weft::WebSocket<S>, who: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let probe = format!("{PROBE}{who}");
+    ws.send(probe.clone()).await.unwrap();
+    loop {
+        match within(5, who, ws.recv()).await.unwrap().unwrap() {
+            Message::Text(t) if t.as_str() == probe => return,
+            Message::Text(t) if t.as_str().starts_with(PROBE) => {}
+            other => panic!("{who}: {other:?} before its probe"),
+        }
+    }
 }
 
 #[tokio::test]
 async fn every_subscriber_gets_every_message_verbatim() {
     let s = Serve::start().await;
     let mut a = weft::connect(&s.url("news")).await.unwrap();
+    subscribed(&mut a, "a").await;
     let mut b = weft::connect(&s.url("news")).await.unwrap();
+    subscribed(&mut b, "b").await;
     let mut publisher = weft::connect(&s.url("news")).await.unwrap();
+    subscribed(&mut publisher, "the publisher").await;
     let mut elsewhere = weft::connect(&s.url("sports")).await.unwrap();
-    // Subscriptions are made once the sockets are open; give them a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(&mut elsewhere, "elsewhere").await;
 
     let binary = Bytes::from((0..=255u8).chain([0, 0xff, 0x80]).collect::<Vec<u8>>());
     publisher.send("héllo {\"not\":\"json-wrapped\"}").await.unwrap();
@@ -102,8 +131,9 @@ async fn every_subscriber_gets_every_message_verbatim() {
 async fn a_message_over_64_kib_gets_1009_and_reaches_nobody() {
     let s = Serve::start().await;
     let mut sub = weft::connect(&s.url("big")).await.unwrap();
+    subscribed(&mut sub, "sub").await;
     let mut big = weft::connect(&s.url("big")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    subscribed(&mut big, "big").await;
 
     // 64 KiB exactly is allowed.
     big.send(Message::Binary(Bytes::from(vec![7u8; 64 * 1024])))
