@@ -14,6 +14,7 @@ mod connect;
 mod metrics;
 mod ratelog;
 mod serve;
+mod stop;
 mod topic;
 
 /// jemalloc, whose background thread returns memory freed after a burst of

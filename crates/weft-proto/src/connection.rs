@@ -134,9 +134,12 @@ const READ_RESERVE: usize = 4096;
 
 /// A payload at least this large that fills the receive buffer is split off
 /// it rather than handed over with it, so that the buffer can be reclaimed for
-/// the next message ([`Connection::release_buffers_but_receive`]). Smaller
-/// ones are handed over whole: sharing would cost an allocation per message.
-const SPLIT_FROM: usize = 256 * 1024;
+/// the next message once the application lets go of the payload
+/// ([`Connection::release_buffers_but_receive`], `BytesMut::try_reclaim` on
+/// [`Connection::read_buffer_mut`]). Smaller ones are handed over whole:
+/// sharing would cost an allocation per message. A driver that keeps the
+/// receive buffer for the next large message does so from this size.
+pub const SPLIT_FROM: usize = 256 * 1024;
 
 /// A pong is queued only while less than this is waiting to be written, so a
 /// peer that pings and never reads cannot grow the queue.
@@ -290,6 +293,13 @@ enum ReadState {
     },
 }
 
+/// The negotiated extension and the buffer it encodes into.
+#[derive(Debug)]
+struct Ext {
+    ext: Box<dyn Extension>,
+    buf: BytesMut,
+}
+
 /// The message being received.
 #[derive(Debug, Default)]
 struct Assembly {
@@ -299,9 +309,11 @@ struct Assembly {
     buf: BytesMut,
     /// Bytes received so far for the size limit (decoded bytes if transformed).
     len: usize,
-    frames: usize,
-    /// Pieces handed up so far in streaming mode.
-    pieces: usize,
+    /// Frames so far (saturating: `max_fragments` stops a message long
+    /// before 2^32 frames unless it is set past that).
+    frames: u32,
+    /// A piece was handed up already in streaming mode.
+    handed_up: bool,
 }
 
 impl Assembly {
@@ -313,7 +325,7 @@ impl Assembly {
         self.buf.clear();
         self.len = 0;
         self.frames = 0;
-        self.pieces = 0;
+        self.handed_up = false;
     }
 }
 
@@ -352,11 +364,13 @@ pub struct Connection {
     out: OutQueue,
     /// The latest ping not answered yet because the output was over
     /// `PONG_BACKLOG`.
-    pending_pong: Option<Bytes>,
+    /// Boxed: rare, and a connection is kept small for idle servers.
+    pending_pong: Option<Box<Bytes>>,
     /// Client only; boxed so that a server connection does not carry it.
     masks: Option<Box<MaskSource>>,
-    extension: Option<Box<dyn Extension>>,
-    ext_buf: BytesMut,
+    /// The extension and its output buffer, in one box: a connection
+    /// without one carries a pointer, not 48 bytes.
+    extension: Option<Box<Ext>>,
     /// A fragmented message being sent: its kind and whether the extension
     /// transformed it.
     sending: Option<(DataKind, bool)>,
@@ -386,7 +400,6 @@ impl Connection {
             pending_pong: None,
             masks: (role == Role::Client).then(|| Box::new(MaskSource::new())),
             extension: None,
-            ext_buf: BytesMut::new(),
             sending: None,
             send_utf8: Utf8Validator::new(),
             close_sent: false,
@@ -399,7 +412,12 @@ impl Connection {
 
     /// Install the extension the handshake negotiated.
     pub fn with_extension(mut self, ext: Option<Box<dyn Extension>>) -> Self {
-        self.extension = ext;
+        self.extension = ext.map(|ext| {
+            Box::new(Ext {
+                ext,
+                buf: BytesMut::new(),
+            })
+        });
         self
     }
 
@@ -415,7 +433,7 @@ impl Connection {
 
     /// The negotiated extension, if any.
     pub fn extension(&self) -> Option<&dyn Extension> {
-        self.extension.as_deref()
+        self.extension.as_deref().map(|e| &*e.ext)
     }
 
     /// Where the closing handshake stands.
@@ -748,7 +766,7 @@ impl Connection {
         // §5.2: "If a nonzero value is received and none of the negotiated
         // extensions defines the meaning of such a nonzero value, the receiving
         // endpoint MUST _Fail the WebSocket Connection_."
-        if h.rsv != 0 && h.rsv & !self.extension.as_ref().map_or(0, |e| e.rsv_bits()) != 0 {
+        if h.rsv != 0 && h.rsv & !self.extension.as_ref().map_or(0, |e| e.ext.rsv_bits()) != 0 {
             return Err(Error::Protocol(ProtocolError::ReservedBits(h.rsv)));
         }
         if h.opcode.is_control() {
@@ -794,7 +812,7 @@ impl Connection {
                 max: max_frame,
             }));
         }
-        if self.assembly.frames >= self.config.max_fragments {
+        if self.assembly.frames as usize >= self.config.max_fragments {
             return Err(Error::MessageTooBig(LimitExceeded::Fragments {
                 max: self.config.max_fragments,
             }));
@@ -816,8 +834,8 @@ impl Connection {
     /// A streaming piece of the current message.
     fn piece(&mut self, data: Bytes, fin: bool) -> Event {
         let kind = self.assembly.kind.unwrap_or(DataKind::Binary);
-        let first = self.assembly.pieces == 0;
-        self.assembly.pieces += 1;
+        let first = !self.assembly.handed_up;
+        self.assembly.handed_up = true;
         self.assembly.len += data.len();
         if fin {
             self.assembly.reset();
@@ -842,8 +860,12 @@ impl Connection {
                 // PONG_BACKLOG; past that only the latest unanswered ping is
                 // kept, to be answered once the output drains (§5.5.3 allows
                 // answering only the most recent).
-                self.pending_pong = Some(payload.clone());
-                self.materialize_pong();
+                if self.out.len < PONG_BACKLOG {
+                    self.pending_pong = None;
+                    self.push_frame(Opcode::Pong, 0, true, Payload::Shared(payload.clone()));
+                } else {
+                    self.pending_pong = Some(Box::new(payload.clone()));
+                }
                 Ok(Some(Event::Ping(payload)))
             }
             Opcode::Pong => Ok(Some(Event::Pong(payload))),
@@ -871,9 +893,9 @@ impl Connection {
     #[inline(always)]
     fn on_data(&mut self, fin: bool, payload: Bytes) -> Result<Option<Event>, Error> {
         let kind = self.assembly.kind.unwrap_or(DataKind::Binary);
-        self.assembly.frames += 1;
+        self.assembly.frames = self.assembly.frames.saturating_add(1);
         if self.assembly.rsv != 0 {
-            let Some(ext) = self.extension.as_mut() else {
+            let Some(Ext { ext, .. }) = self.extension.as_deref_mut() else {
                 return Err(Error::Protocol(ProtocolError::ReservedBits(self.assembly.rsv)));
             };
             let start = self.assembly.buf.len();
@@ -1004,10 +1026,11 @@ impl Connection {
             Opcode::Binary
         };
         let transformed = match (self.extension.as_mut(), first, self.sending) {
-            (Some(ext), _, _) => {
-                self.ext_buf.clear();
-                match ext
-                    .encode(kind, &data, first, fin, &mut self.ext_buf)
+            (Some(e), _, _) => {
+                e.buf.clear();
+                match e
+                    .ext
+                    .encode(kind, &data, first, fin, &mut e.buf)
                     .map_err(SendError::Extension)?
                 {
                     Encoded::Transformed { rsv } => Some(rsv),
@@ -1018,7 +1041,11 @@ impl Connection {
         };
         match transformed {
             Some(rsv) => {
-                let encoded = self.ext_buf.split().freeze();
+                let encoded = self
+                    .extension
+                    .as_mut()
+                    .map(|e| e.buf.split().freeze())
+                    .unwrap_or_default();
                 let rsv = if first { rsv } else { 0 };
                 self.push_frame(opcode, rsv, fin, Payload::Shared(encoded));
             }
@@ -1105,7 +1132,7 @@ impl Connection {
         let Ok(Some((h, n))) = FrameHeader::parse(&frame) else {
             return Err(SendError::InvalidRawFrame);
         };
-        let claimed = self.extension.as_ref().map_or(0, |e| e.rsv_bits());
+        let claimed = self.extension.as_ref().map_or(0, |e| e.ext.rsv_bits());
         let whole = u64::try_from(frame.len() - n).is_ok_and(|len| len == h.payload_len);
         if !h.fin
             || h.mask.is_some()
@@ -1160,7 +1187,7 @@ impl Connection {
         // A ping received before this close is still owed its pong (§5.5.2):
         // queue it ahead of the close.
         if let Some(p) = self.pending_pong.take() {
-            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(p));
+            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(*p));
         }
         let payload = frame.map(CloseFrame::encode).unwrap_or_default();
         self.push_frame(Opcode::Close, 0, true, Payload::Shared(payload));
@@ -1173,7 +1200,7 @@ impl Connection {
         if self.out.len < PONG_BACKLOG
             && let Some(p) = self.pending_pong.take()
         {
-            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(p));
+            self.push_frame(Opcode::Pong, 0, true, Payload::Shared(*p));
         }
     }
 
@@ -1250,7 +1277,9 @@ impl Connection {
         if self.assembly.kind.is_none() {
             self.assembly.buf = BytesMut::new();
         }
-        self.ext_buf = BytesMut::new();
+        if let Some(e) = self.extension.as_mut() {
+            e.buf = BytesMut::new();
+        }
     }
 }
 

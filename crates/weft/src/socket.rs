@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use weft_proto::{CloseCode, CloseFrame, Connection, DataKind, Event, Message, Role, State};
 
-use crate::config::{Config, Keepalive};
+use crate::config::Config;
 use crate::error::Error;
 
 /// The reason recorded when the closing handshake runs out of time.
@@ -35,9 +35,9 @@ const KEEPALIVE_PAYLOAD: &[u8] = b"weft-keepalive";
 
 /// A message at least this large keeps its receive buffer alive for
 /// [`LINGER`] while the socket is idle, so that the next large message is
-/// read into the same memory (the protocol core splits such messages off the
-/// buffer instead of handing the buffer over, from the same size).
-const LINGER_FROM: usize = 256 * 1024;
+/// read into the same memory: the size from which the protocol core splits
+/// such messages off the buffer instead of handing the buffer over.
+const LINGER_FROM: usize = weft_proto::connection::SPLIT_FROM;
 
 /// How long after the last large message its receive buffer is kept.
 const LINGER: Duration = Duration::from_secs(1);
@@ -45,7 +45,10 @@ const LINGER: Duration = Duration::from_secs(1);
 pin_project_lite::pin_project! {
     /// The keepalive's state with its timer, in one allocation.
     struct KeepaliveTimer {
-        cfg: Keepalive,
+        // The interval and the timeout, in 8 bytes rather than 32: the box
+        // then takes 128 bytes, not 160.
+        interval: Millis,
+        timeout: Millis,
         #[pin]
         sleep: Sleep,
         // Bytes arrived since the timer was last armed.
@@ -75,16 +78,34 @@ struct Negotiated {
 }
 
 /// Everything one connection needs; shared by the halves after a split.
+/// A timeout in 4 bytes: whole milliseconds, rounded up, at least 1 (the
+/// socket is what an idle connection costs).
+#[derive(Clone, Copy, Debug)]
+struct Millis(std::num::NonZeroU32);
+
+impl Millis {
+    fn new(d: Duration) -> Self {
+        let ms = u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX);
+        Millis(std::num::NonZeroU32::new(ms).unwrap_or(std::num::NonZeroU32::MIN))
+    }
+
+    fn get(self) -> Duration {
+        Duration::from_millis(u64::from(self.0.get()))
+    }
+}
+
 pub(crate) struct Inner<S> {
     io: S,
     conn: Connection,
-    read_size: usize,
+    /// `read_buffer_size` (u32 here, with `expect`, to keep the socket
+    /// small: it is what an idle connection costs).
+    read_size: u32,
     /// The size of the last message: the next is read straight into a
     /// buffer of about that size when it is larger than the stack scratch.
-    expect: usize,
+    expect: u32,
     write_buffer_size: usize,
-    write_timeout: Option<Duration>,
-    close_timeout: Duration,
+    write_timeout: Option<Millis>,
+    close_timeout: Millis,
     keepalive: Option<Pin<Box<KeepaliveTimer>>>,
     /// Set while the receive buffer of a large message is kept.
     linger: Option<Pin<Box<Linger>>>,
@@ -109,14 +130,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         Inner {
             io,
             conn,
-            read_size: cfg.read_buffer_size,
+            read_size: u32::try_from(cfg.read_buffer_size).unwrap_or(u32::MAX),
             expect: 0,
             write_buffer_size: cfg.write_buffer_size,
-            write_timeout: cfg.write_timeout,
-            close_timeout: cfg.close_timeout,
+            write_timeout: cfg.write_timeout.map(Millis::new),
+            close_timeout: Millis::new(cfg.close_timeout),
             keepalive: cfg.keepalive.map(|k| {
                 Box::pin(KeepaliveTimer {
-                    cfg: k,
+                    interval: Millis::new(k.interval),
+                    timeout: Millis::new(k.timeout),
                     sleep: tokio::time::sleep(k.interval),
                     saw_data: false,
                     awaiting: false,
@@ -166,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     if self.deadline.is_none()
                         && let Some(t) = self.write_timeout
                     {
-                        self.deadline = Some(Box::pin(tokio::time::sleep(t)));
+                        self.deadline = Some(Box::pin(tokio::time::sleep(t.get())));
                     }
                     if let Some(d) = self.deadline.as_mut()
                         && d.as_mut().poll(cx).is_ready()
@@ -196,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     /// Arm the close deadline once the closing handshake has begun.
     fn arm_close_deadline(&mut self) {
         if !self.deadline_is_close && self.conn.state() != State::Open {
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout.get())));
             self.deadline_is_close = true;
         }
     }
@@ -224,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             if let Ok(Some(ev)) = self.conn.poll_event() {
                 match &ev {
                     Event::Message(m) => {
-                        self.expect = m.len();
+                        self.expect = u32::try_from(m.len()).unwrap_or(u32::MAX);
                         if m.len() >= LINGER_FROM {
                             self.note_large_message();
                         }
@@ -283,17 +305,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             // Read.
             let n = if self.conn.wants_data() {
                 let hint = self.conn.read_hint();
+                let read_size = self.read_size as usize;
                 let buf = self.conn.read_buffer_mut();
                 // Between messages, expect one the size of the last.
-                let expect = if buf.is_empty() { hint.max(self.expect) } else { hint };
+                let expect = if buf.is_empty() {
+                    hint.max(self.expect as usize)
+                } else {
+                    hint
+                };
                 // Room for what is expected and a little more: a read that
                 // does not fill the buffer tells the runtime that the socket
                 // is drained, which saves a read that would only say "would
                 // block".
-                let want = expect.clamp(self.read_size, 1 << 20) + self.read_size;
+                let want = expect.clamp(read_size, 1 << 20) + read_size;
                 let scratch = buf.is_empty()
                     && if expect <= SCRATCH_SIZE {
-                        buf.capacity() < self.read_size
+                        buf.capacity() < read_size
                     } else {
                         // A large message is expected. While the buffer of
                         // the last one is kept, read into its memory if the
@@ -307,7 +334,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     // what arrived, so that a small message costs a small
                     // allocation of its own size rather than a whole buffer.
                     let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH_SIZE];
-                    let mut rb = ReadBuf::uninit(&mut scratch[..self.read_size.min(SCRATCH_SIZE)]);
+                    let mut rb = ReadBuf::uninit(&mut scratch[..read_size.min(SCRATCH_SIZE)]);
                     match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                         Poll::Ready(Ok(())) => {
                             self.conn.receive_data(rb.filled());
@@ -322,7 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                     // reused for a message of the size it was made for is
                     // not reallocated at the frame's end.
                     let spare = buf.capacity() - buf.len();
-                    if spare < want && spare < (hint + 14).max(self.read_size) {
+                    if spare < want && spare < (hint + 14).max(read_size) {
                         buf.reserve(want);
                     }
                     tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf)
@@ -428,7 +455,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
         if *k.saw_data {
             *k.saw_data = false;
             *k.awaiting = false;
-            sleep.as_mut().reset(now + k.cfg.interval);
+            sleep.as_mut().reset(now + k.interval.get());
         } else if *k.awaiting {
             self.conn.abort("keepalive timed out");
             // `done` means the transport is shut down: do it now rather than
@@ -440,7 +467,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             return Poll::Ready(Err(Error::Timeout("keepalive")));
         } else {
             *k.awaiting = true;
-            sleep.as_mut().reset(now + k.cfg.timeout);
+            sleep.as_mut().reset(now + k.timeout.get());
             if self.conn.send_ping(Bytes::from_static(KEEPALIVE_PAYLOAD)).is_ok() {
                 let _ = self.poll_write_out(cx);
             }
@@ -948,5 +975,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut f = Some(Some(CloseFrame::new(CloseCode::NORMAL, "")));
         self.inner.poll(Side::Write, cx, |i, cx| i.poll_close_send(cx, &mut f))
+    }
+}
+#[cfg(test)]
+mod size {
+    /// Every open connection holds a socket as long as it lives: these are
+    /// what an idle connection costs (with the task around it, the
+    /// runtime's registration and the kernel's buffers). The keepalive's
+    /// box is an allocation of its own, in jemalloc's and glibc's 128-byte
+    /// class.
+    #[test]
+    fn an_idle_socket_stays_small() {
+        let socket = std::mem::size_of::<super::WebSocket<tokio::net::TcpStream>>();
+        assert!(socket <= 400, "WebSocket<TcpStream> is {socket} bytes");
+        let keepalive = std::mem::size_of::<super::KeepaliveTimer>();
+        assert!(keepalive <= 128, "the keepalive timer is {keepalive} bytes");
     }
 }
