@@ -584,8 +584,12 @@ async fn chat_and_topic_sockets_and_the_hub_are_counted() {
         within(10, "a close", ws.close(CloseCode::NORMAL, "")).await.unwrap();
     }
     let m = s
-        .until("every socket gone", |m| {
-            m.sum("weft_websockets_open", &[]) == 0.0 && m.value("weft_hub_subscribers", &[]) == 0.0
+        .until("every socket gone and the leave published", |m| {
+            // The member's leave is published after its socket is counted
+            // closed and its subscription dropped.
+            m.sum("weft_websockets_open", &[]) == 0.0
+                && m.value("weft_hub_subscribers", &[]) == 0.0
+                && m.value("weft_hub_published_total", &[]) >= 6.0
         })
         .await;
     let topic = [("endpoint", "topic")];

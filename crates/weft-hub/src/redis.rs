@@ -509,18 +509,23 @@ async fn subscriber_task(inner: Arc<Inner>, inbound: Inbound, mut cmds: mpsc::Un
     }
 }
 
+/// How soon a failed presence refresh is tried again.
+const RETRY_PRESENCE: Duration = Duration::from_millis(300);
+
 /// Refreshes this node's presence counts before they expire.
 async fn presence_task(inner: Arc<Inner>, inbound: Inbound) {
     let every = (inner.config.presence_ttl / 3).max(Duration::from_secs(1));
+    let mut wait = every;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = inner.refresh_now.notified() => {}
         }
         if !inbound.is_alive() {
             return;
         }
         let topics: Vec<String> = lock(&inner.presence).iter().cloned().collect();
+        let mut failed = false;
         for topic in topics {
             let local = inbound.local_subscribers(&topic) as u64;
             if local == 0 {
@@ -528,8 +533,14 @@ async fn presence_task(inner: Arc<Inner>, inbound: Inbound) {
             }
             if let Err(e) = inner.presence(&topic, local).await {
                 tracing::debug!("hub: presence refresh failed: {e}");
+                failed = true;
                 break;
             }
         }
+        // A refresh that failed (Redis unreachable, or just back while the
+        // publishing connection waits out its 250 ms between attempts) is
+        // tried again soon rather than a whole period later: a restarted
+        // Redis has no count for this node until it is.
+        wait = if failed { RETRY_PRESENCE.min(every) } else { every };
     }
 }

@@ -74,9 +74,14 @@ fn hub(url: &str) -> Hub {
     let mut cfg = RedisConfig::default()
         .prefix("test:hub:")
         .backoff(Duration::from_millis(50), Duration::from_millis(400))
-        .timeouts(Duration::from_millis(500), Duration::from_secs(1));
-    // Ping often, so that the pings run during the test too.
+        .timeouts(Duration::from_secs(2), Duration::from_secs(5));
+    // Ping often, so that the pings run during the test too (with timeouts
+    // that a stall of a busy machine does not reach: no reconnection may
+    // happen before the outage).
     cfg.ping_interval = Duration::from_millis(100);
+    // No presence refresh during the test: the counts checked are the ones
+    // each node reported by counting.
+    cfg.presence_ttl = Duration::from_secs(600);
     Hub::with_backend(HubConfig::default(), RedisBackend::new(url, cfg).unwrap())
 }
 

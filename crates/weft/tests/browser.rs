@@ -121,7 +121,7 @@ async fn server_close_reaches_the_close_event() {
 
 #[tokio::test]
 async fn a_refused_connection_gives_error_then_abnormal_close() {
-    let port = closed_port().await;
+    let (_held, port) = closed_port();
     let mut ws = BrowserWebSocket::new(&format!("ws://127.0.0.1:{port}/"), &[]);
     assert_eq!(ws.ready_state(), ReadyState::Connecting);
     assert!(matches!(next(&mut ws).await, Some(WsEvent::Error(_))));

@@ -14,10 +14,11 @@ const INTERVAL: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_millis(200);
 
 fn server() -> Server {
-    Server::new().with_config(Config::default().keepalive(Some(Keepalive {
-        interval: INTERVAL,
-        timeout: TIMEOUT,
-    })))
+    server_with(INTERVAL, TIMEOUT)
+}
+
+fn server_with(interval: Duration, timeout: Duration) -> Server {
+    Server::new().with_config(Config::default().keepalive(Some(Keepalive { interval, timeout })))
 }
 
 #[tokio::test]
@@ -44,9 +45,10 @@ async fn a_silent_peer_is_pinged_then_dropped() {
         matches!(first, Some(Err(Error::Timeout("keepalive")))),
         "expected the keepalive timeout, got {first:?}"
     );
-    // Not before interval + timeout; well within a second of it.
+    // Not before interval + timeout; within a few seconds of it (a loose
+    // bound: a busy machine may wake the timer late).
     assert!(elapsed >= INTERVAL + TIMEOUT, "dropped after only {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(1), "dropped only after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "dropped only after {elapsed:?}");
     assert!(then.is_none(), "the error is reported once: {then:?}");
 
     // The server closed the transport although the socket is still held.
@@ -62,7 +64,9 @@ async fn a_peer_that_answers_pings_is_kept() {
     let (listener, addr) = listen().await;
     let server_side = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = server().accept(tcp).await.unwrap();
+        // A second for each pong, so that a busy machine's stall does not
+        // look like a dead peer.
+        let mut ws = server_with(INTERVAL, Duration::from_secs(1)).accept(tcp).await.unwrap();
         // Several keepalive rounds pass with no application data at all.
         let quiet = tokio::time::timeout(Duration::from_millis(1500), ws.recv()).await;
         assert!(quiet.is_err(), "the connection ended: {quiet:?}");
@@ -93,17 +97,22 @@ async fn a_peer_that_answers_pings_is_kept() {
     assert_eq!(ws.state(), weft::proto::State::Open);
 }
 
+/// Far more than the gaps between the chatty peer's messages, so that a
+/// stall of a busy machine does not make a silence.
+const CHATTY_INTERVAL: Duration = Duration::from_millis(600);
+
 #[tokio::test]
 async fn a_chatty_peer_is_not_pinged() {
     let (listener, addr) = listen().await;
     let server_side = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        common::echo(server().accept(tcp).await.unwrap()).await;
+        common::echo(server_with(CHATTY_INTERVAL, TIMEOUT).accept(tcp).await.unwrap()).await;
     });
     let mut client = weft::connect(&format!("ws://{addr}/")).await.unwrap();
-    // A message every 50 ms for 800 ms: the server never sees 200 ms of
-    // silence, so it never pings.
-    for i in 0..16 {
+    // A message every 50 ms for 2 s: the server never sees 600 ms of
+    // silence, so it never pings (a keepalive that ignored the traffic would
+    // ping three times).
+    for i in 0..40 {
         client.send(format!("{i}")).await.unwrap();
         match within("echo", client.recv_event()).await.unwrap().unwrap() {
             Event::Message(m) => assert_eq!(m.as_text(), Some(format!("{i}").as_str())),

@@ -33,11 +33,13 @@ pub(crate) async fn listen() -> (TcpListener, SocketAddr) {
     (l, a)
 }
 
-/// A port that refuses connections (bound, then released).
-pub(crate) async fn closed_port() -> u16 {
-    let (l, a) = listen().await;
-    drop(l);
-    a.port()
+/// A port that refuses connections: bound but not listening, so that
+/// nothing else can take it while the socket is held.
+pub(crate) fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 /// Echo every message until the peer closes or fails.
