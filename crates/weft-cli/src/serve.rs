@@ -784,7 +784,7 @@ async fn echo(
 fn echo_loop<S, H>(
     mut ws: WebSocket<S>,
     peer: SocketAddr,
-    stop: Stopped,
+    mut stop: Stopped,
     log: Arc<RateLimitedLog>,
     hold: H,
 ) -> impl Future<Output = ()>
@@ -797,8 +797,8 @@ where
         // Counts in the task, added to the shared counters in batches.
         let mut tally = Tally::<ECHO>::open();
         tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
-        // One shutdown future for the whole connection, registered once.
-        let mut stopped = stop;
+        // One shutdown future for the whole connection, registered once, used
+        // where it was captured.
         loop {
             // Only the message leaves the select (`None`: the server is
             // shutting down), so that neither the select's output nor the
@@ -818,7 +818,7 @@ where
                         break;
                     }
                 },
-                _ = &mut stopped => None,
+                _ = &mut stop => None,
             }) else {
                 // Answer what already arrived, then close with 1001.
                 loop {
