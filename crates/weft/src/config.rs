@@ -30,6 +30,10 @@ pub struct Keepalive {
 /// | `close_timeout` | 5 s | wait for the peer's close frame / TCP close |
 /// | `keepalive` | off | see [`Keepalive`] |
 ///
+/// A socket keeps `write_timeout`, `close_timeout` and the keepalive's
+/// durations in whole milliseconds, rounded up (at least 1 ms), and
+/// `read_buffer_size` up to 4 GiB: what an idle connection costs stays small.
+///
 /// Buffers are released whenever the socket has nothing to read, so an idle
 /// connection holds none, with one exception: after a message of 256 KiB or
 /// more, the receive buffer is kept for a second after the last such message,

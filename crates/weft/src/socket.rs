@@ -77,7 +77,6 @@ struct Negotiated {
     extensions: Option<String>,
 }
 
-/// Everything one connection needs; shared by the halves after a split.
 /// A timeout in 4 bytes: whole milliseconds, rounded up, at least 1 (the
 /// socket is what an idle connection costs).
 #[derive(Clone, Copy, Debug)]
@@ -94,6 +93,7 @@ impl Millis {
     }
 }
 
+/// Everything one connection needs; shared by the halves after a split.
 pub(crate) struct Inner<S> {
     io: S,
     conn: Connection,
@@ -977,6 +977,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<S> {
         self.inner.poll(Side::Write, cx, |i, cx| i.poll_close_send(cx, &mut f))
     }
 }
+
 #[cfg(test)]
 mod size {
     /// Every open connection holds a socket as long as it lives: these are
