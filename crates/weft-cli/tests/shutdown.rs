@@ -21,11 +21,11 @@ async fn sigterm_closes_every_websocket_with_1001_and_exits_0() {
     let s = common::start_serve(&[]).await;
     common::drain(s.lines);
     let mut child = s.child;
-    // /echo is served by the server's own handshake, /echo with a query by
-    // the router: both paths, several sockets each, and a chat member.
+    // Echo sockets (with and without a query string) and a chat member,
+    // which wait for the shutdown in two different ways.
     let mut sockets = Vec::new();
     for i in 0..6 {
-        let path = if i % 2 == 0 { "/echo" } else { "/echo?via=router" };
+        let path = if i % 2 == 0 { "/echo" } else { "/echo?n=1" };
         let mut ws = weft::connect(&format!("ws://{}{path}", s.addr)).await.unwrap();
         ws.send(format!("hello {i}")).await.unwrap();
         match within(5, "the echo", ws.recv()).await {
