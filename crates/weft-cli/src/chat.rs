@@ -37,7 +37,6 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use weft::axum::WebSocketUpgrade;
 use weft::proto::deflate::{DeflateConfig, PerMessageDeflate};
@@ -47,6 +46,7 @@ use weft_hub::redis::{RedisBackend, RedisConfig};
 use weft_hub::{Hub, HubConfig};
 
 use crate::metrics::{CHAT, Tally};
+use crate::stop::{Shutdown, Stopped};
 
 const CHAT_HTML: &str = include_str!("../../../web/chat.html");
 const CHAT_JS: &str = include_str!("../../../web/chat.js");
@@ -77,7 +77,7 @@ struct ChatState {
     hub: Hub,
     /// Extensions chat sockets accept.
     extensions: Vec<std::sync::Arc<dyn ServerExtension>>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     tracker: TaskTracker,
     /// Origin policy and token, as for /echo.
     admission: std::sync::Arc<crate::serve::Admission>,
@@ -110,11 +110,11 @@ pub(crate) fn hub_socket_config(mut config: weft::Config) -> weft::Config {
 }
 
 /// The chat routes, to merge into the server's router. Connections close with
-/// 1001 when `shutdown` turns true, and are tracked by `tracker`; `options`
+/// 1001 when `shutdown` fires, and are tracked by `tracker`; `options`
 /// says how their sockets are served.
 pub(crate) fn router(
     hub: Hub,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     tracker: TaskTracker,
     admission: std::sync::Arc<crate::serve::Admission>,
     options: ChatOptions,
@@ -324,12 +324,12 @@ async fn join(
         let _token = token;
         // Counted under --max-connections until the WebSocket ends.
         let _slot = slot;
-        member(ws, st.hub, st.shutdown, format!("chat:{room}"), nick).await;
+        member(ws, st.hub, st.shutdown.stopped(), format!("chat:{room}"), nick).await;
     })
 }
 
 /// One member's connection: subscribe, announce, relay, announce the leave.
-async fn member<S>(mut ws: weft::WebSocket<S>, hub: Hub, mut stop: watch::Receiver<bool>, topic: String, nick: String)
+async fn member<S>(mut ws: weft::WebSocket<S>, hub: Hub, mut stop: Stopped, topic: String, nick: String)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -431,7 +431,7 @@ where
                 tally.end(&ws, closed.as_ref().err(), Some(code));
                 break;
             }
-            _ = stop.changed() => {
+            _ = &mut stop => {
                 let closed = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
                 tally.end(&ws, closed.as_ref().err(), Some(CloseCode::GOING_AWAY));
                 break;

@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 use weft::axum::{Rejection, WebSocketUpgrade};
@@ -147,9 +147,8 @@ pub(crate) struct ServeArgs {
 /// What every request handler shares.
 #[derive(Clone)]
 struct AppState {
-    shutdown: watch::Receiver<bool>,
-    /// The same signal for echo connections, smaller per connection.
-    echo_stop: Shutdown,
+    /// Fired once the server shuts down: open connections close with 1001.
+    shutdown: Shutdown,
     tracker: TaskTracker,
     /// Extensions offered on /echo.
     extensions: Vec<Arc<dyn ServerExtension>>,
@@ -282,7 +281,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     } else {
         vec![Arc::new(PerMessageDeflate::default())]
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let shutdown = Shutdown::new();
     let tracker = TaskTracker::new();
     let log = Arc::new(RateLimitedLog::new(20));
     let hub = match crate::chat::build_hub(args.redis.as_deref()) {
@@ -297,10 +296,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         token: args.token.as_deref().map(TokenAuth::new),
         log: log.clone(),
     });
-    let echo_stop = Shutdown::new();
     let state = AppState {
-        shutdown: stop_rx.clone(),
-        echo_stop: echo_stop.clone(),
+        shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         extensions,
         admission: admission.clone(),
@@ -321,24 +318,21 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let mut app = router(state)
         .merge(crate::chat::router(
             hub.clone(),
-            stop_rx.clone(),
+            shutdown.clone(),
             tracker.clone(),
             admission.clone(),
             chat,
         ))
         .merge(crate::topic::router(
             hub,
-            stop_rx.clone(),
+            shutdown.clone(),
             tracker.clone(),
             admission,
             config.clone(),
         ));
     match metrics_listener {
         Some(l) => {
-            let mut stop = stop_rx.clone();
-            let serve = axum::serve(l, crate::metrics::router(scrape)).with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            });
+            let serve = axum::serve(l, crate::metrics::router(scrape)).with_graceful_shutdown(shutdown.stopped());
             tracker.spawn(async move {
                 if let Err(e) = serve.await {
                     tracing::warn!("the /metrics listener failed: {e}");
@@ -349,11 +343,9 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         None => {}
     }
 
-    let mut stop = stop_rx.clone();
     loop {
         tokio::select! {
             _ = shutdown_signal() => break,
-            _ = stop.changed() => break,
             accepted = listener.accept() => {
                 let (mut tcp, peer) = match accepted {
                     Ok(x) => x,
@@ -414,8 +406,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     }
     tracing::info!("shutting down: closing open connections with 1001");
     drop(listener);
-    let _ = stop_tx.send(true);
-    echo_stop.fire();
+    shutdown.fire();
     tracker.close();
     let grace = Duration::from_secs(args.shutdown_timeout);
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -525,7 +516,7 @@ where
             .map(|up| (n, up)),
     };
     let Some((n, up)) = upgrade else {
-        let stop = echo.shutdown.clone();
+        let stop = echo.shutdown.stopped();
         drop(echo);
         let io = Prefixed {
             prefix: buf.freeze(),
@@ -569,7 +560,7 @@ where
     drop(buf);
     // The socket gets a task of its own, sized for it alone rather than for
     // everything this handshake needed: that is what an idle connection costs.
-    let task = echo_loop(ws, peer, echo.echo_stop.stopped(), echo.log.clone(), permit);
+    let task = echo_loop(ws, peer, echo.shutdown.stopped(), echo.log.clone(), permit);
     echo.tracker.spawn(task);
 }
 
@@ -622,14 +613,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
-async fn serve_http<S>(
-    io: S,
-    peer: SocketAddr,
-    slot: Slot,
-    app: Router,
-    mut stop: watch::Receiver<bool>,
-    head_timeout: Duration,
-) where
+async fn serve_http<S>(io: S, peer: SocketAddr, slot: Slot, app: Router, stop: Stopped, head_timeout: Duration)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // Whether a request arrived: hyper's header timeout on a connection that
@@ -668,7 +653,7 @@ async fn serve_http<S>(
             }
             tracing::debug!(%peer, "HTTP connection ended: {e}");
         },
-        _ = stop.changed() => {
+        _ = stop => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -757,7 +742,7 @@ async fn echo(
         Err(refusal) => return *refusal,
     };
     let token = state.tracker.token();
-    let stop = state.echo_stop.stopped();
+    let stop = state.shutdown.stopped();
     let log = state.log.clone();
     let ws = ws.config(state.config.clone()).accept(Accept {
         extensions: state.extensions.clone(),
@@ -797,8 +782,8 @@ where
         // Counts in the task, added to the shared counters in batches.
         let mut tally = Tally::<ECHO>::open();
         tracing::debug!(%peer, extensions = ?ws.extensions(), "echo connection opened");
-        // One shutdown future for the whole connection, registered once, used
-        // where it was captured.
+        // `stop` is one shutdown future for the whole connection, registered
+        // once and polled where it was captured (a `let` would store it twice).
         loop {
             // Only the message leaves the select (`None`: the server is
             // shutting down), so that neither the select's output nor the

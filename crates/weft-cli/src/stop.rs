@@ -1,5 +1,6 @@
-//! The server's shutdown signal for echo connections, at 24 bytes per
-//! waiting connection.
+//! The server's shutdown signal, at 24 bytes per waiting connection: every
+//! WebSocket (echo, chat, topic), every HTTP connection and the /metrics
+//! listener wait on it.
 //!
 //! Every open connection waits for the shutdown as long as it lives, so what
 //! the wait costs is part of what an idle connection costs. A

@@ -19,7 +19,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use weft::CloseCode;
 use weft::axum::WebSocketUpgrade;
@@ -28,6 +27,7 @@ use weft_hub::Hub;
 use crate::chat::{close_within, feed_frames, hub_socket_config, valid_room};
 use crate::metrics::{TOPIC, Tally};
 use crate::serve::{Admission, PeerAddr, Slot};
+use crate::stop::Shutdown;
 
 /// Frames taken from the hub per batch.
 const BATCH: usize = 64;
@@ -38,7 +38,7 @@ const SOCKET_BACKLOG: usize = 64 * 1024;
 #[derive(Clone)]
 struct TopicState {
     hub: Hub,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     tracker: TaskTracker,
     /// Origin policy and token, as for /echo and the chat.
     admission: std::sync::Arc<Admission>,
@@ -47,12 +47,12 @@ struct TopicState {
 }
 
 /// The topic route, to merge into the server's router. As for the chat:
-/// connections close with 1001 when `shutdown` turns true, are tracked by
+/// connections close with 1001 when `shutdown` fires, are tracked by
 /// `tracker`, are admitted by `admission`, and use `config` with messages and
 /// frames capped at 64 KiB.
 pub(crate) fn router(
     hub: Hub,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     tracker: TaskTracker,
     admission: std::sync::Arc<Admission>,
     config: weft::Config,
@@ -100,7 +100,7 @@ where
 {
     let TopicState {
         hub,
-        mut shutdown,
+        shutdown,
         admission,
         ..
     } = st;
@@ -111,8 +111,7 @@ where
         // This node's messages still arrive; other nodes' once the hub reconnects.
         log.warn(format_args!("{topic}: subscription not confirmed by the hub: {e}"));
     }
-    let stopped = shutdown.changed();
-    tokio::pin!(stopped);
+    let mut stopped = shutdown.stopped();
     let mut batch = Vec::with_capacity(BATCH);
     let mut published = 0usize;
     loop {
