@@ -1025,34 +1025,31 @@ impl Connection {
         } else {
             Opcode::Binary
         };
-        let transformed = match (self.extension.as_mut(), first, self.sending) {
-            (Some(e), _, _) => {
-                e.buf.clear();
-                match e
-                    .ext
-                    .encode(kind, &data, first, fin, &mut e.buf)
-                    .map_err(SendError::Extension)?
-                {
-                    Encoded::Transformed { rsv } => Some(rsv),
+        // The extension's output and the RSV bits it claims, if it
+        // transformed the payload.
+        let transformed = match self.extension.as_deref_mut() {
+            Some(Ext { ext, buf }) => {
+                buf.clear();
+                match ext.encode(kind, &data, first, fin, buf).map_err(SendError::Extension)? {
+                    Encoded::Transformed { rsv } => Some((rsv, buf.split().freeze())),
                     Encoded::Unchanged => None,
                 }
             }
-            _ => None,
+            None => None,
         };
-        match transformed {
-            Some(rsv) => {
-                let encoded = self
-                    .extension
-                    .as_mut()
-                    .map(|e| e.buf.split().freeze())
-                    .unwrap_or_default();
+        let transformed = match transformed {
+            Some((rsv, encoded)) => {
                 let rsv = if first { rsv } else { 0 };
                 self.push_frame(opcode, rsv, fin, Payload::Shared(encoded));
+                true
             }
-            None => self.push_frame(opcode, 0, fin, Payload::Shared(data)),
-        }
+            None => {
+                self.push_frame(opcode, 0, fin, Payload::Shared(data));
+                false
+            }
+        };
         if !fin {
-            self.sending = Some((kind, transformed.is_some()));
+            self.sending = Some((kind, transformed));
         }
         Ok(())
     }
