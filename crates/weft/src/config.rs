@@ -6,6 +6,12 @@ use weft_proto::HandshakeLimits;
 
 /// Keepalive: ping a peer that has been silent for `interval`, and drop it if
 /// nothing at all arrives within `timeout` after the ping.
+///
+/// The sockets polled on one thread share one timer: each keeps its
+/// deadlines in a slot of a per-thread table (about 56 bytes a socket,
+/// where a timer of its own takes 136), and a task on the runtime wakes
+/// them. Deadlines are rounded up to 1/32 of the wait (at least 1 ms, at
+/// most 1 s), so a ping or a drop is never early and late by at most that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
     /// Silence before a ping is sent.

@@ -46,6 +46,7 @@ pub mod browser;
 mod client;
 mod config;
 mod error;
+mod keepalive;
 pub mod policy;
 mod server;
 mod socket;

@@ -43,22 +43,6 @@ const LINGER_FROM: usize = weft_proto::connection::SPLIT_FROM;
 const LINGER: Duration = Duration::from_secs(1);
 
 pin_project_lite::pin_project! {
-    /// The keepalive's state with its timer, in one allocation.
-    struct KeepaliveTimer {
-        // The interval and the timeout, in 8 bytes rather than 32: the box
-        // then takes 128 bytes, not 160.
-        interval: Millis,
-        timeout: Millis,
-        #[pin]
-        sleep: Sleep,
-        // Bytes arrived since the timer was last armed.
-        saw_data: bool,
-        // A keepalive ping is out and unanswered.
-        awaiting: bool,
-    }
-}
-
-pin_project_lite::pin_project! {
     /// Keeps the receive buffer of large messages for a while (see
     /// [`LINGER`]): a stream of 16 MiB messages then costs one buffer, reused,
     /// instead of a fresh allocation per message that the allocator has to
@@ -71,10 +55,13 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// What the handshake agreed, kept out of line (often nothing).
-struct Negotiated {
+/// What the handshake agreed and the peer's close frame: kept out of line,
+/// as most connections have neither until they end.
+#[derive(Default)]
+struct Extra {
     protocol: Option<String>,
     extensions: Option<String>,
+    peer_close: Option<CloseFrame>,
 }
 
 /// A timeout in 4 bytes: whole milliseconds, rounded up, at least 1 (the
@@ -106,7 +93,12 @@ pub(crate) struct Inner<S> {
     write_buffer_size: usize,
     write_timeout: Option<Millis>,
     close_timeout: Millis,
-    keepalive: Option<Pin<Box<KeepaliveTimer>>>,
+    /// The keepalive's slot in its thread's table of deadlines.
+    keepalive: Option<crate::keepalive::Timer>,
+    /// Bytes arrived since the keepalive was last armed.
+    saw_data: bool,
+    /// A keepalive ping is out and unanswered.
+    awaiting_pong: bool,
     /// Set while the receive buffer of a large message is kept.
     linger: Option<Pin<Box<Linger>>>,
     /// Armed while a write makes no progress, or once closing begins.
@@ -121,8 +113,7 @@ pub(crate) struct Inner<S> {
     /// Shut down for writing after a failure; discarding input until the
     /// peer closes (lingering close).
     draining: bool,
-    negotiated: Option<Box<Negotiated>>,
-    peer_close: Option<Box<CloseFrame>>,
+    extra: Option<Box<Extra>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
@@ -135,15 +126,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             write_buffer_size: cfg.write_buffer_size,
             write_timeout: cfg.write_timeout.map(Millis::new),
             close_timeout: Millis::new(cfg.close_timeout),
-            keepalive: cfg.keepalive.map(|k| {
-                Box::pin(KeepaliveTimer {
-                    interval: Millis::new(k.interval),
-                    timeout: Millis::new(k.timeout),
-                    sleep: tokio::time::sleep(k.interval),
-                    saw_data: false,
-                    awaiting: false,
-                })
-            }),
+            keepalive: cfg
+                .keepalive
+                .map(|k| crate::keepalive::Timer::new(k.interval, k.timeout)),
+            saw_data: false,
+            awaiting_pong: false,
             linger: None,
             deadline: None,
             deadline_is_close: false,
@@ -151,9 +138,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             reported: false,
             shutdown_now: false,
             draining: false,
-            negotiated: (protocol.is_some() || extensions.is_some())
-                .then(|| Box::new(Negotiated { protocol, extensions })),
-            peer_close: None,
+            extra: (protocol.is_some() || extensions.is_some()).then(|| {
+                Box::new(Extra {
+                    protocol,
+                    extensions,
+                    peer_close: None,
+                })
+            }),
         }
     }
 
@@ -251,7 +242,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                             self.note_large_message();
                         }
                     }
-                    Event::Close(f) => self.peer_close = f.clone().map(Box::new),
+                    Event::Close(Some(f)) => {
+                        self.extra.get_or_insert_with(Box::default).peer_close = Some(f.clone());
+                    }
                     _ => {}
                 }
                 return Poll::Ready(Ok(Some(ev)));
@@ -376,8 +369,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             };
             if n == 0 {
                 self.conn.receive_eof();
-            } else if let Some(k) = self.keepalive.as_mut() {
-                *k.as_mut().project().saw_data = true;
+            } else {
+                self.saw_data = true;
             }
         }
     }
@@ -443,20 +436,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
                 self.conn.release_buffers();
             }
         }
-        let Some(k) = self.keepalive.as_mut() else {
+        let Some(k) = self.keepalive.as_ref() else {
             return Poll::Pending;
         };
-        let k = k.as_mut().project();
-        let mut sleep = k.sleep;
-        if sleep.as_mut().poll(cx).is_pending() {
+        if k.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let now = Instant::now();
-        if *k.saw_data {
-            *k.saw_data = false;
-            *k.awaiting = false;
-            sleep.as_mut().reset(now + k.interval.get());
-        } else if *k.awaiting {
+        if self.saw_data {
+            self.saw_data = false;
+            self.awaiting_pong = false;
+            k.arm(false);
+        } else if self.awaiting_pong {
             self.conn.abort("keepalive timed out");
             // `done` means the transport is shut down: do it now rather than
             // when the socket is dropped. Best effort: a dead peer may never
@@ -466,14 +456,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
             self.reported = true;
             return Poll::Ready(Err(Error::Timeout("keepalive")));
         } else {
-            *k.awaiting = true;
-            sleep.as_mut().reset(now + k.timeout.get());
+            self.awaiting_pong = true;
+            k.arm(true);
             if self.conn.send_ping(Bytes::from_static(KEEPALIVE_PAYLOAD)).is_ok() {
                 let _ = self.poll_write_out(cx);
             }
         }
-        // Register the timer's waker again.
-        let _ = self.keepalive.as_mut().map(|k| k.as_mut().project().sleep.poll(cx));
+        // Register the waker for the new deadline.
+        if let Some(k) = self.keepalive.as_ref() {
+            let _ = k.poll(cx);
+        }
         Poll::Pending
     }
 
@@ -696,12 +688,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 impl<S> WebSocket<S> {
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.inner.negotiated.as_ref().and_then(|n| n.protocol.as_deref())
+        self.inner.extra.as_ref().and_then(|n| n.protocol.as_deref())
     }
 
     /// The `Sec-WebSocket-Extensions` value agreed in the handshake.
     pub fn extensions(&self) -> Option<&str> {
-        self.inner.negotiated.as_ref().and_then(|n| n.extensions.as_deref())
+        self.inner.extra.as_ref().and_then(|n| n.extensions.as_deref())
     }
 
     /// Where the closing handshake stands.
@@ -712,7 +704,7 @@ impl<S> WebSocket<S> {
     /// The close frame the peer sent, once it arrived (`None` also when it
     /// carried no code).
     pub fn close_frame(&self) -> Option<&CloseFrame> {
-        self.inner.peer_close.as_deref()
+        self.inner.extra.as_ref().and_then(|e| e.peer_close.as_ref())
     }
 
     /// Bytes queued and not yet written.
@@ -876,7 +868,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ReadHalf<S> {
 
     /// The peer's close frame, once received.
     pub fn close_frame(&self) -> Option<CloseFrame> {
-        self.inner.lock().peer_close.as_deref().cloned()
+        self.inner.lock().extra.as_ref().and_then(|e| e.peer_close.clone())
     }
 
     /// Put the halves back together.
@@ -988,8 +980,8 @@ mod size {
     #[test]
     fn an_idle_socket_stays_small() {
         let socket = std::mem::size_of::<super::WebSocket<tokio::net::TcpStream>>();
-        assert!(socket <= 400, "WebSocket<TcpStream> is {socket} bytes");
-        let keepalive = std::mem::size_of::<super::KeepaliveTimer>();
-        assert!(keepalive <= 128, "the keepalive timer is {keepalive} bytes");
+        assert!(socket <= 368, "WebSocket<TcpStream> is {socket} bytes");
+        let keepalive = std::mem::size_of::<Option<crate::keepalive::Timer>>();
+        assert!(keepalive <= 16, "the keepalive's slot is {keepalive} bytes");
     }
 }
