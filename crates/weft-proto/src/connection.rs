@@ -148,7 +148,11 @@ const PONG_BACKLOG: usize = 64 * 1024;
 /// Bytes waiting to be written, in order: `chunks` then `tail`.
 #[derive(Debug, Default)]
 struct OutQueue {
-    chunks: VecDeque<Bytes>,
+    /// Payloads queued by reference (large or shared ones). Boxed, and made
+    /// on first use: a connection that sends only small messages carries a
+    /// pointer, not 32 bytes.
+    #[allow(clippy::box_collection)]
+    chunks: Option<Box<VecDeque<Bytes>>>,
     tail: BytesMut,
     len: usize,
 }
@@ -174,11 +178,12 @@ impl OutQueue {
         if data.len() < ZERO_COPY_MIN {
             return self.copy(&data);
         }
+        let chunks = self.chunks.get_or_insert_with(Box::default);
         if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+            chunks.push_back(self.tail.split().freeze());
         }
         self.len += data.len();
-        self.chunks.push_back(data);
+        chunks.push_back(data);
     }
 
     /// Queue `data` by reference whatever its size: the same allocation may
@@ -187,11 +192,12 @@ impl OutQueue {
         if data.is_empty() {
             return;
         }
+        let chunks = self.chunks.get_or_insert_with(Box::default);
         if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+            chunks.push_back(self.tail.split().freeze());
         }
         self.len += data.len();
-        self.chunks.push_back(data);
+        chunks.push_back(data);
     }
 
     fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
@@ -199,6 +205,7 @@ impl OutQueue {
         for c in self
             .chunks
             .iter()
+            .flat_map(|c| c.iter())
             .map(|c| &c[..])
             .chain(std::iter::once(&self.tail[..]))
         {
@@ -217,10 +224,10 @@ impl OutQueue {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 {
-            match self.chunks.front_mut() {
+            match self.chunks.as_mut().and_then(|c| c.front_mut()) {
                 Some(c) if c.len() <= n => {
                     n -= c.len();
-                    self.chunks.pop_front();
+                    self.chunks.as_mut().map(|c| c.pop_front());
                 }
                 Some(c) => {
                     c.advance(n);
@@ -286,8 +293,10 @@ enum ReadState {
         remaining: usize,
         /// Of those, how many are already unmasked and validated.
         done: usize,
-        /// Payload offset of `rbuf[0]` (the masking phase).
-        offset: usize,
+        /// Payload offset of `rbuf[0]`, modulo 4: the masking key's phase
+        /// (one byte rather than eight: the connection is what an idle one
+        /// costs).
+        phase: u8,
         /// Whether to validate the raw payload as UTF-8 as it arrives.
         validate: bool,
     },
@@ -306,7 +315,10 @@ struct Assembly {
     kind: Option<DataKind>,
     /// The extension's RSV bits of the first frame (non-zero: transformed).
     rsv: u8,
-    buf: BytesMut,
+    /// The message so far, when it takes more than one frame or an extension
+    /// decodes it. Boxed, and made on first use: a connection between
+    /// messages (an idle one) carries a pointer, not 32 bytes.
+    buf: Option<Box<BytesMut>>,
     /// Bytes received so far for the size limit (decoded bytes if transformed).
     len: usize,
     /// Frames so far (saturating: `max_fragments` stops a message long
@@ -322,7 +334,9 @@ impl Assembly {
     fn reset(&mut self) {
         self.kind = None;
         self.rsv = 0;
-        self.buf.clear();
+        if let Some(b) = self.buf.as_mut() {
+            b.clear();
+        }
         self.len = 0;
         self.frames = 0;
         self.handed_up = false;
@@ -573,7 +587,7 @@ impl Connection {
                         h,
                         remaining: len,
                         done: 0,
-                        offset: 0,
+                        phase: 0,
                         validate,
                     };
                 }
@@ -581,14 +595,14 @@ impl Connection {
                     h,
                     remaining,
                     mut done,
-                    offset,
+                    phase,
                     validate,
                 } => {
                     let avail = self.rbuf.len().min(remaining);
                     if avail > done {
                         let fresh = &mut self.rbuf[done..avail];
                         if let Some(key) = h.mask {
-                            apply_mask(fresh, key, offset + done);
+                            apply_mask(fresh, key, usize::from(phase) + done);
                         }
                         if validate {
                             self.utf8.feed(fresh).map_err(|_| Error::InvalidUtf8)?;
@@ -603,7 +617,8 @@ impl Connection {
                                 h,
                                 remaining: remaining - done,
                                 done: 0,
-                                offset: offset + done,
+                                // `as u8`: the phase is the offset modulo 4.
+                                phase: ((usize::from(phase) + done) % 4) as u8,
                                 validate,
                             };
                             return Ok(Some(self.piece(data, false)));
@@ -612,7 +627,7 @@ impl Connection {
                             h,
                             remaining,
                             done,
-                            offset,
+                            phase,
                             validate,
                         };
                         return self.need_more();
@@ -898,26 +913,25 @@ impl Connection {
             let Some(Ext { ext, .. }) = self.extension.as_deref_mut() else {
                 return Err(Error::Protocol(ProtocolError::ReservedBits(self.assembly.rsv)));
             };
-            let start = self.assembly.buf.len();
+            let buf = self.assembly.buf.get_or_insert_with(Box::default);
+            let start = buf.len();
             // Decoded bytes of this message no longer in `buf` (handed up as
             // pieces in streaming mode) count against the limit too, so the
             // room left for `buf` is the limit less those.
             let handed_up = self.assembly.len.saturating_sub(start);
             let max_len = self.config.max_message_size.saturating_sub(handed_up);
-            ext.decode(self.assembly.rsv, &payload, fin, &mut self.assembly.buf, max_len)
+            ext.decode(self.assembly.rsv, &payload, fin, buf, max_len)
                 .map_err(Error::Extension)?;
-            if self.assembly.buf.len() > max_len {
+            if buf.len() > max_len {
                 return Err(Error::MessageTooBig(LimitExceeded::MessageSize {
                     max: self.config.max_message_size,
                 }));
             }
             if kind == DataKind::Text {
-                self.utf8
-                    .feed(&self.assembly.buf[start..])
-                    .map_err(|_| Error::InvalidUtf8)?;
+                self.utf8.feed(&buf[start..]).map_err(|_| Error::InvalidUtf8)?;
             }
             if self.config.deliver_fragments {
-                let decoded = self.assembly.buf.split().freeze();
+                let decoded = buf.split().freeze();
                 return self.finish_piece(kind, decoded, fin).map(Some);
             }
         } else if self.config.deliver_fragments {
@@ -927,13 +941,17 @@ impl Connection {
             // copied into the reassembly buffer.
             return self.finish_message(kind, payload).map(Some);
         } else {
-            self.assembly.buf.extend_from_slice(&payload);
+            self.assembly
+                .buf
+                .get_or_insert_with(Box::default)
+                .extend_from_slice(&payload);
         }
-        self.assembly.len = self.assembly.len.max(self.assembly.buf.len());
+        let buf = self.assembly.buf.get_or_insert_with(Box::default);
+        self.assembly.len = self.assembly.len.max(buf.len());
         if !fin {
             return Ok(None);
         }
-        let whole = self.assembly.buf.split().freeze();
+        let whole = buf.split().freeze();
         self.finish_message(kind, whole).map(Some)
     }
 
@@ -1229,7 +1247,7 @@ impl Connection {
     pub fn take_transmit(&mut self) -> Bytes {
         self.materialize_pong();
         let mut all = BytesMut::with_capacity(self.out.len);
-        for c in self.out.chunks.drain(..) {
+        for c in self.out.chunks.iter_mut().flat_map(|c| c.drain(..)) {
             all.extend_from_slice(&c);
         }
         all.extend_from_slice(&self.out.tail);
@@ -1272,7 +1290,7 @@ impl Connection {
             self.out.tail = BytesMut::new();
         }
         if self.assembly.kind.is_none() {
-            self.assembly.buf = BytesMut::new();
+            self.assembly.buf = None;
         }
         if let Some(e) = self.extension.as_mut() {
             e.buf = BytesMut::new();

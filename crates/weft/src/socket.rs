@@ -980,7 +980,7 @@ mod size {
     #[test]
     fn an_idle_socket_stays_small() {
         let socket = std::mem::size_of::<super::WebSocket<tokio::net::TcpStream>>();
-        assert!(socket <= 368, "WebSocket<TcpStream> is {socket} bytes");
+        assert!(socket <= 344, "WebSocket<TcpStream> is {socket} bytes");
         let keepalive = std::mem::size_of::<Option<crate::keepalive::Timer>>();
         assert!(keepalive <= 16, "the keepalive's slot is {keepalive} bytes");
     }
