@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod chat;
 mod connect;
+mod echo;
 mod metrics;
 mod ratelog;
 mod serve;

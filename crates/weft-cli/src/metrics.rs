@@ -183,12 +183,19 @@ pub(crate) fn start_clock() {
 /// Made when the socket opens (the open gauge goes up), it is kept in the
 /// socket's task; dropping it adds what is left and takes the socket off the
 /// gauge. Call [`end`](Self::end) first to count how the socket ended.
+///
+/// 12 bytes: message counts under [`FLUSH_EVERY`] and byte counts that are
+/// added before they would overflow (a socket's task is what an idle
+/// connection costs).
 pub(crate) struct Tally<const E: usize> {
-    received: u32,
-    sent: u32,
-    received_bytes: u64,
-    sent_bytes: u64,
+    received: u8,
+    sent: u8,
+    received_bytes: u32,
+    sent_bytes: u32,
 }
+
+// The message counts are flushed at FLUSH_EVERY, so they fit in a byte.
+const _: () = assert!(FLUSH_EVERY <= u8::MAX as u32);
 
 impl<const E: usize> Tally<E> {
     /// A socket of endpoint `E` opened.
@@ -207,9 +214,15 @@ impl<const E: usize> Tally<E> {
     /// A message of `len` payload bytes arrived.
     #[inline]
     pub(crate) fn received(&mut self, len: usize) {
+        match u32::try_from(len).ok().and_then(|n| self.received_bytes.checked_add(n)) {
+            Some(bytes) => self.received_bytes = bytes,
+            None => {
+                self.flush();
+                METRICS.endpoints[E].received_bytes.fetch_add(len as u64, Relaxed);
+            }
+        }
         self.received += 1;
-        self.received_bytes += len as u64;
-        if self.received >= FLUSH_EVERY {
+        if u32::from(self.received) >= FLUSH_EVERY {
             self.flush();
         }
     }
@@ -217,26 +230,32 @@ impl<const E: usize> Tally<E> {
     /// A message of `len` payload bytes was queued for sending.
     #[inline]
     pub(crate) fn sent(&mut self, len: usize) {
+        match u32::try_from(len).ok().and_then(|n| self.sent_bytes.checked_add(n)) {
+            Some(bytes) => self.sent_bytes = bytes,
+            None => {
+                self.flush();
+                METRICS.endpoints[E].sent_bytes.fetch_add(len as u64, Relaxed);
+            }
+        }
         self.sent += 1;
-        self.sent_bytes += len as u64;
-        if self.sent >= FLUSH_EVERY {
+        if u32::from(self.sent) >= FLUSH_EVERY {
             self.flush();
         }
     }
 
     /// Add the counts to [`METRICS`].
     pub(crate) fn flush(&mut self) {
-        if self.received == 0 && self.sent == 0 {
+        if self.received == 0 && self.sent == 0 && self.received_bytes == 0 && self.sent_bytes == 0 {
             return;
         }
         let ep = &METRICS.endpoints[E];
-        if self.received > 0 {
+        if self.received > 0 || self.received_bytes > 0 {
             ep.received.fetch_add(u64::from(self.received), Relaxed);
-            ep.received_bytes.fetch_add(self.received_bytes, Relaxed);
+            ep.received_bytes.fetch_add(u64::from(self.received_bytes), Relaxed);
         }
-        if self.sent > 0 {
+        if self.sent > 0 || self.sent_bytes > 0 {
             ep.sent.fetch_add(u64::from(self.sent), Relaxed);
-            ep.sent_bytes.fetch_add(self.sent_bytes, Relaxed);
+            ep.sent_bytes.fetch_add(u64::from(self.sent_bytes), Relaxed);
         }
         // Field by field: assigning a whole `Tally` would drop the old one,
         // and dropping flushes.
@@ -248,7 +267,7 @@ impl<const E: usize> Tally<E> {
 
     /// Count how `ws` ended: `error` is the error that ended it, if one did;
     /// `closed_with` the code of the close this side started, if it did.
-    pub(crate) fn end<S>(self, ws: &WebSocket<S>, error: Option<&weft::Error>, closed_with: Option<CloseCode>) {
+    pub(crate) fn end<S>(&self, ws: &WebSocket<S>, error: Option<&weft::Error>, closed_with: Option<CloseCode>) {
         let ep = &METRICS.endpoints[E];
         match Outcome::of(ws, error, closed_with) {
             Outcome::Closed(code) => ep.closes[code_slot(code)].fetch_add(1, Relaxed),

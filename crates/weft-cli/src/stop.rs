@@ -21,6 +21,8 @@ use atomic_waker::AtomicWaker;
 const CHUNK: usize = 64;
 
 struct Chunk {
+    /// Its place in the table's list.
+    number: usize,
     wakers: [AtomicWaker; CHUNK],
 }
 
@@ -66,53 +68,33 @@ impl Shutdown {
     /// A future that resolves once [`fire`](Self::fire) was called.
     pub(crate) fn stopped(&self) -> Stopped {
         Stopped {
-            shared: self.shared.clone(),
-            slot: None,
+            shutdown: self.clone(),
+            waiter: Waiter::default(),
         }
     }
 }
 
-/// Resolves once the server shuts down. Cancel-safe; holds a slot of the
-/// table from its first poll until it is dropped.
-pub(crate) struct Stopped {
-    shared: Arc<Shared>,
-    /// The chunk and the slot's number (chunk * CHUNK + index).
-    slot: Option<(Arc<Chunk>, usize)>,
+/// A task's place in a [`Shutdown`]'s table of wakers, for a task that
+/// reaches the `Shutdown` through something it shares with others: 16 bytes,
+/// where a [`Stopped`] takes 24. Taken on the first
+/// [`poll_wait`](Shutdown::poll_wait); give it back with
+/// [`leave`](Shutdown::leave) (a `Waiter` dropped without it keeps its slot
+/// taken).
+#[derive(Default)]
+pub(crate) struct Waiter {
+    /// The chunk and the slot's index in it.
+    slot: Option<(Arc<Chunk>, u8)>,
 }
 
-impl Stopped {
-    fn take_slot(&self) -> (Arc<Chunk>, usize) {
-        let mut table = self.shared.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = match table.free.pop() {
-            Some(at) => at,
-            None => {
-                let first = table.chunks.len() * CHUNK;
-                table.chunks.push(Arc::new(Chunk {
-                    wakers: std::array::from_fn(|_| AtomicWaker::new()),
-                }));
-                // The first slot is taken, the rest are free.
-                table.free.extend((first + 1..first + CHUNK).rev());
-                first
-            }
-        };
-        (table.chunks[at / CHUNK].clone(), at)
-    }
-}
-
-impl Future for Stopped {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+impl Shutdown {
+    /// Ready once [`fire`](Self::fire) was called; otherwise the task is
+    /// woken when it is. Cancel-safe.
+    pub(crate) fn poll_wait(&self, w: &mut Waiter, cx: &mut Context<'_>) -> Poll<()> {
         if self.shared.fired.load(SeqCst) {
             return Poll::Ready(());
         }
-        if self.slot.is_none() {
-            let slot = self.take_slot();
-            self.slot = Some(slot);
-        }
-        if let Some((chunk, at)) = &self.slot {
-            chunk.wakers[*at % CHUNK].register(cx.waker());
-        }
+        let (chunk, at) = w.slot.get_or_insert_with(|| self.take_slot());
+        chunk.wakers[usize::from(*at)].register(cx.waker());
         // Fired between the first check and the registration: `fire` may
         // have passed this slot already.
         if self.shared.fired.load(SeqCst) {
@@ -121,16 +103,57 @@ impl Future for Stopped {
             Poll::Pending
         }
     }
+
+    /// Give `w`'s slot back.
+    pub(crate) fn leave(&self, w: &mut Waiter) {
+        if let Some((chunk, at)) = w.slot.take() {
+            // Drop the waker now rather than when the slot is reused.
+            drop(chunk.wakers[usize::from(at)].take());
+            let mut table = self.shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+            table.free.push(chunk.number * CHUNK + usize::from(at));
+        }
+    }
+
+    fn take_slot(&self) -> (Arc<Chunk>, u8) {
+        let mut table = self.shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match table.free.pop() {
+            Some(at) => at,
+            None => {
+                let number = table.chunks.len();
+                table.chunks.push(Arc::new(Chunk {
+                    number,
+                    wakers: std::array::from_fn(|_| AtomicWaker::new()),
+                }));
+                // The first slot is taken, the rest are free.
+                let first = number * CHUNK;
+                table.free.extend((first + 1..first + CHUNK).rev());
+                first
+            }
+        };
+        // `as u8`: the index in a chunk is under CHUNK (64).
+        (table.chunks[at / CHUNK].clone(), (at % CHUNK) as u8)
+    }
+}
+
+/// Resolves once the server shuts down. Cancel-safe; holds a slot of the
+/// table from its first poll until it is dropped.
+pub(crate) struct Stopped {
+    shutdown: Shutdown,
+    waiter: Waiter,
+}
+
+impl Future for Stopped {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.shutdown.poll_wait(&mut this.waiter, cx)
+    }
 }
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        if let Some((chunk, at)) = self.slot.take() {
-            // Drop the waker now rather than when the slot is reused.
-            drop(chunk.wakers[at % CHUNK].take());
-            let mut table = self.shared.table.lock().unwrap_or_else(PoisonError::into_inner);
-            table.free.push(at);
-        }
+        self.shutdown.leave(&mut self.waiter);
     }
 }
 
