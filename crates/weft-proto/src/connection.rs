@@ -120,6 +120,11 @@ pub enum State {
 /// to their header (server frames only: client frames are masked, a copy anyway).
 const ZERO_COPY_MIN: usize = 1024;
 
+/// The least room made in the output's tail when it has too little: many
+/// small frames are often queued together (an echo of a read's worth of
+/// messages), and a kilobyte costs the allocator no more than 48 bytes.
+const TAIL_MIN: usize = 1024;
+
 /// Received payloads shorter than this are copied out of the receive buffer
 /// instead of split off it. Sharing the buffer costs two atomic reference-count
 /// updates per frame and lets a small message the application keeps pin the
@@ -234,7 +239,13 @@ impl OutQueue {
                     return;
                 }
                 None => {
-                    self.tail.advance(n);
+                    if n == self.tail.len() {
+                        // All written (the usual case): clearing is cheaper
+                        // than advancing, and keeps the room already made.
+                        self.tail.clear();
+                    } else {
+                        self.tail.advance(n);
+                    }
                     return;
                 }
             }
@@ -1023,8 +1034,14 @@ impl Connection {
             payload_len: len as u64,
         };
         if mask.is_some() || matches!(&payload, Payload::Slice(_)) || len < ZERO_COPY_MIN {
-            // Header and payload are copied into the tail: one reservation.
-            self.out.tail.reserve(14 + len);
+            // Header and payload are copied into the tail: one reservation,
+            // and a first one of at least TAIL_MIN, so that the frames queued
+            // together after the tail was released (whenever the socket is
+            // idle) do not grow it one doubling at a time.
+            let need = 14 + len;
+            if self.out.tail.capacity() - self.out.tail.len() < need {
+                self.out.tail.reserve(need.max(TAIL_MIN));
+            }
         }
         self.out.header(&h);
         match (mask, payload) {
