@@ -447,6 +447,7 @@ impl Connection {
     }
 
     /// This side's role.
+    #[inline]
     pub fn role(&self) -> Role {
         self.role
     }
@@ -462,6 +463,7 @@ impl Connection {
     }
 
     /// Where the closing handshake stands.
+    #[inline]
     pub fn state(&self) -> State {
         if self.error.is_some() {
             State::Failed
@@ -475,6 +477,7 @@ impl Connection {
     }
 
     /// The sticky error, once the connection has failed.
+    #[inline]
     pub fn error(&self) -> Option<&Error> {
         self.error.as_deref()
     }
@@ -483,9 +486,14 @@ impl Connection {
 
     /// Feed bytes read from the transport. Bytes after the peer's close frame,
     /// or after a failure, are discarded (§5.5.1: nothing after Close).
+    #[inline]
     pub fn receive_data(&mut self, data: &[u8]) {
         if self.wants_data() {
-            if self.rbuf.capacity() - self.rbuf.len() < data.len() {
+            if self.rbuf.capacity() == 0 {
+                // Released while the socket was idle: made afresh, which
+                // costs less than growing an empty buffer.
+                self.rbuf = BytesMut::with_capacity(data.len().max(READ_RESERVE));
+            } else if self.rbuf.capacity() - self.rbuf.len() < data.len() {
                 // Grow, or move unread bytes back to the front, a few KiB at a
                 // time rather than on every call that brings a small frame.
                 self.rbuf.reserve(data.len().max(READ_RESERVE));
@@ -496,12 +504,14 @@ impl Connection {
 
     /// The receive buffer, to read into without an intermediate copy. Bytes
     /// appended are processed by the next [`poll_event`](Self::poll_event).
+    #[inline]
     pub fn read_buffer_mut(&mut self) -> &mut BytesMut {
         &mut self.rbuf
     }
 
     /// How many more bytes would complete the frame being received (at least
     /// 2 when between frames). A driver can size its next read with it.
+    #[inline]
     pub fn read_hint(&self) -> usize {
         match self.rstate {
             ReadState::Header => 2usize.saturating_sub(self.rbuf.len()).max(2),
@@ -511,16 +521,19 @@ impl Connection {
 
     /// Whether incoming bytes are still wanted (false once the peer's close
     /// frame arrived or the connection failed).
+    #[inline]
     pub fn wants_data(&self) -> bool {
         !self.close_received && self.error.is_none()
     }
 
     /// The transport reached end of file.
+    #[inline]
     pub fn receive_eof(&mut self) {
         self.eof = true;
     }
 
     /// Whether [`receive_eof`](Self::receive_eof) was called.
+    #[inline]
     pub fn is_eof(&self) -> bool {
         self.eof
     }
@@ -529,11 +542,21 @@ impl Connection {
     /// close was already delivered). An error fails the connection: a close
     /// frame with its code is queued (unless one was sent already) and the same
     /// error is returned on every later call.
+    #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, Error> {
         // The common case first, without the general path's set-up; either
         // way the call is passed on whole, so neither pays for the other.
         match self.small_frame() {
             Some(f) => self.whole_small_message(f),
+            // Nothing buffered between frames: more input is needed, as the
+            // general path would find, without its set-up.
+            None if self.rbuf.is_empty()
+                && !self.eof
+                && self.error.is_none()
+                && matches!(self.rstate, ReadState::Header) =>
+            {
+                Ok(None)
+            }
             None => self.poll_general(),
         }
     }
@@ -1039,7 +1062,9 @@ impl Connection {
             // together after the tail was released (whenever the socket is
             // idle) do not grow it one doubling at a time.
             let need = 14 + len;
-            if self.out.tail.capacity() - self.out.tail.len() < need {
+            if self.out.tail.capacity() == 0 {
+                self.out.tail = BytesMut::with_capacity(need.max(TAIL_MIN));
+            } else if self.out.tail.capacity() - self.out.tail.len() < need {
                 self.out.tail.reserve(need.max(TAIL_MIN));
             }
         }
@@ -1090,6 +1115,7 @@ impl Connection {
     }
 
     /// Queue a whole message.
+    #[inline]
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.check_open()?;
         if self.sending.is_some() {
@@ -1237,24 +1263,30 @@ impl Connection {
     }
 
     /// Whether there are bytes to write (including a pong that is due).
+    #[inline]
     pub fn has_transmit(&mut self) -> bool {
-        self.materialize_pong();
+        if self.pending_pong.is_some() {
+            self.materialize_pong();
+        }
         self.out.len > 0
     }
 
     /// Bytes waiting to be written (the browser's `bufferedAmount`).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         self.out.len
     }
 
     /// Fill `dst` with the queued output, in order, for a vectored write.
     /// Returns how many slices were filled.
+    #[inline]
     pub fn transmit_slices<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.materialize_pong();
         self.out.slices(dst)
     }
 
     /// `n` bytes of the output were written.
+    #[inline]
     pub fn advance_transmit(&mut self, n: usize) {
         self.out.advance(n);
     }
@@ -1278,6 +1310,7 @@ impl Connection {
     /// this is the server (§7.1.1: "the underlying TCP connection, in most
     /// normal cases, SHOULD be closed first by the server") or the client has
     /// seen the server close it.
+    #[inline]
     pub fn should_close_transport(&self) -> bool {
         if self.out.len > 0 {
             return false;
@@ -1291,6 +1324,7 @@ impl Connection {
 
     /// Release the receive and send buffers while they are empty, so an idle
     /// connection holds no buffer memory.
+    #[inline]
     pub fn release_buffers(&mut self) {
         if self.rbuf.is_empty() && matches!(self.rstate, ReadState::Header) {
             self.rbuf = BytesMut::new();
@@ -1302,6 +1336,7 @@ impl Connection {
     /// for a driver that expects another large message soon and wants it read
     /// into the memory the last one used (see
     /// [`read_buffer_mut`](Self::read_buffer_mut) and `BytesMut::try_reclaim`).
+    #[inline]
     pub fn release_buffers_but_receive(&mut self) {
         if self.out.len == 0 {
             self.out.tail = BytesMut::new();

@@ -207,6 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Inner<S> {
     }
 
     /// Arm the close deadline once the closing handshake has begun.
+    #[inline]
     fn arm_close_deadline(&mut self) {
         if !self.deadline_is_close && self.conn.state() != State::Open {
             self.deadline = Some(Box::pin(tokio::time::sleep(self.close_timeout.get())));
