@@ -245,15 +245,16 @@ impl<const E: usize> Tally<E> {
 
     /// Add the counts to [`METRICS`].
     pub(crate) fn flush(&mut self) {
-        if self.received == 0 && self.sent == 0 && self.received_bytes == 0 && self.sent_bytes == 0 {
+        // Bytes are only ever counted with their message.
+        if self.received == 0 && self.sent == 0 {
             return;
         }
         let ep = &METRICS.endpoints[E];
-        if self.received > 0 || self.received_bytes > 0 {
+        if self.received > 0 {
             ep.received.fetch_add(u64::from(self.received), Relaxed);
             ep.received_bytes.fetch_add(u64::from(self.received_bytes), Relaxed);
         }
-        if self.sent > 0 || self.sent_bytes > 0 {
+        if self.sent > 0 {
             ep.sent.fetch_add(u64::from(self.sent), Relaxed);
             ep.sent_bytes.fetch_add(u64::from(self.sent_bytes), Relaxed);
         }

@@ -232,7 +232,9 @@ impl OutQueue {
             match self.chunks.as_mut().and_then(|c| c.front_mut()) {
                 Some(c) if c.len() <= n => {
                     n -= c.len();
-                    self.chunks.as_mut().map(|c| c.pop_front());
+                    if let Some(c) = self.chunks.as_mut() {
+                        c.pop_front();
+                    }
                 }
                 Some(c) => {
                     c.advance(n);
@@ -1254,7 +1256,17 @@ impl Connection {
 
     // ----- transmitting --------------------------------------------------
 
+    /// Queue the pong owed for the latest ping, if there is one and the
+    /// output has room for it. Checked on every call that looks at the
+    /// output, so the common case (none owed) is inline.
+    #[inline]
     fn materialize_pong(&mut self) {
+        if self.pending_pong.is_some() {
+            self.queue_pending_pong();
+        }
+    }
+
+    fn queue_pending_pong(&mut self) {
         if self.out.len < PONG_BACKLOG
             && let Some(p) = self.pending_pong.take()
         {
@@ -1265,9 +1277,7 @@ impl Connection {
     /// Whether there are bytes to write (including a pong that is due).
     #[inline]
     pub fn has_transmit(&mut self) -> bool {
-        if self.pending_pong.is_some() {
-            self.materialize_pong();
-        }
+        self.materialize_pong();
         self.out.len > 0
     }
 
